@@ -1,0 +1,2 @@
+"""graphrec: graph-based multimodal recommendation on PyTorch Geometric."""
+__version__ = "0.1.0"

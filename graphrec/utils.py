@@ -1,0 +1,110 @@
+"""Small shared helpers: content hashing, logging, seeding, device choice."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+log = logging.getLogger("graphrec")
+if not log.handlers:
+    _h = logging.StreamHandler()
+    _h.setFormatter(logging.Formatter("[graphrec] %(levelname)s %(message)s"))
+    log.addHandler(_h)
+    log.setLevel(os.environ.get("GRAPHREC_LOG", "INFO"))
+    log.propagate = False
+
+
+def hash_update(h: "hashlib._Hash", obj: Any) -> None:
+    """Feed tensors, arrays, strings, numbers and nested containers into a hash, deterministically."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        h.update(f"A{a.dtype}{a.shape}".encode())
+        if a.dtype == object:
+            h.update("\x1f".join(map(str, a.tolist())).encode())
+        else:
+            h.update(a.tobytes())
+    elif isinstance(obj, dict):
+        h.update(b"{")
+        for k in sorted(obj, key=str):
+            hash_update(h, str(k))
+            hash_update(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for x in obj:
+            hash_update(h, x)
+        h.update(b"]")
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r}".encode())
+
+
+def content_hash(*objs: Any, length: int = 16) -> str:
+    """SHA-256 (truncated hex) of tensors/arrays/configs; equal content -> equal hash."""
+    h = hashlib.sha256()
+    for o in objs:
+        hash_update(h, o)
+    return h.hexdigest()[:length]
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def torch_save_atomic(obj: Any, path: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
