@@ -1,0 +1,1 @@
+"""Timing and memory probes, benchmark runner and tables."""

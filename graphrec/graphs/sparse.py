@@ -1,0 +1,164 @@
+"""`SparseGraph`: a normalised sparse adjacency (torch CSR, float32) plus its metadata record.
+
+Every builder in `graphrec.graphs` returns one. ``meta`` holds ``kind``, ``shape``, ``nnz``,
+``norm``, ``hash`` (content hash of the inputs and every parameter, the cache key), ``params`` and
+``build_s`` (wall seconds of the build).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import torch
+
+# Sparse CSR is a supported path here (tested on CPU, used on CUDA); the "beta" notice would be
+# printed once per process for every user of the toolkit and carries no action for them.
+warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support is in beta")
+warnings.filterwarnings("ignore", message=r"Sparse invariant checks are implicitly disabled")
+
+
+def csr_from_coo(row: torch.Tensor, col: torch.Tensor, val: Optional[torch.Tensor],
+                 shape: tuple[int, int], reduce: str = "sum") -> torch.Tensor:
+    """CSR (float32, int64 indices, columns sorted within each row) from coordinate triplets.
+
+    Duplicate (row, col) pairs are combined with ``reduce`` ("sum" or "amax"); with ``val=None``
+    every listed pair gets value 1 once (duplicates counted once).
+    """
+    n_rows, n_cols = int(shape[0]), int(shape[1])
+    device = row.device
+    row = row.to(torch.long)
+    col = col.to(torch.long)
+    key = row * n_cols + col
+    if val is None:
+        key = torch.unique(key)
+        val = torch.ones(key.numel(), dtype=torch.float32, device=device)
+    else:
+        key, inv = torch.unique(key, return_inverse=True)
+        out = torch.zeros(key.numel(), dtype=torch.float32, device=device)
+        val = out.scatter_reduce(0, inv, val.to(torch.float32), reduce=reduce, include_self=False)
+    r = torch.div(key, n_cols, rounding_mode="floor")
+    c = key - r * n_cols
+    return csr_from_sorted(r, c, val, (n_rows, n_cols))
+
+
+def csr_from_sorted(row: torch.Tensor, col: torch.Tensor, val: torch.Tensor,
+                    shape: tuple[int, int]) -> torch.Tensor:
+    """CSR from triplets already sorted by (row, col) with no duplicates (no re-sort, O(nnz))."""
+    n_rows = int(shape[0])
+    counts = torch.bincount(row, minlength=n_rows)
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=row.device)
+    crow[1:] = torch.cumsum(counts, 0)
+    return torch.sparse_csr_tensor(crow, col.to(torch.long), val.to(torch.float32),
+                                   size=(int(shape[0]), int(shape[1])))
+
+
+def csr_rows(adj: torch.Tensor) -> torch.Tensor:
+    """Row index of every stored entry of a CSR tensor."""
+    crow = adj.crow_indices()
+    n = crow.numel() - 1
+    return torch.repeat_interleave(torch.arange(n, device=crow.device), crow[1:] - crow[:-1])
+
+
+@dataclass
+class SparseGraph:
+    """A sparse adjacency ``adj`` (torch sparse CSR, float32) and its ``meta`` record."""
+
+    adj: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.adj.layout != torch.sparse_csr:
+            self.adj = self.adj.coalesce().to_sparse_csr() if self.adj.layout == torch.sparse_coo \
+                else self.adj.to_sparse_csr()
+        if self.adj.dtype != torch.float32:
+            self.adj = self.adj.to(torch.float32)
+        self.meta.setdefault("kind", "graph")
+        self.meta.setdefault("norm", "none")
+        self.meta.setdefault("params", {})
+        self.meta.setdefault("hash", "")
+        self.meta.setdefault("build_s", 0.0)
+        self.meta["shape"] = list(self.shape)
+        self.meta["nnz"] = self.nnz
+
+    # -- basic properties ----------------------------------------------------------------------
+    @property
+    def csr(self) -> torch.Tensor:
+        return self.adj
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.adj.shape[0]), int(self.adj.shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.adj.col_indices().numel())
+
+    @property
+    def device(self) -> torch.device:
+        return self.adj.device
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind"))
+
+    def to(self, device: Union[str, torch.device]) -> "SparseGraph":
+        """Copy on ``device`` (same metadata); returns ``self`` when already there."""
+        device = torch.device(device)
+        if self.adj.device == device:
+            return self
+        return SparseGraph(self.adj.to(device), dict(self.meta))
+
+    def degree(self, weighted: bool = False) -> torch.Tensor:
+        """Out-degree per row: number of stored entries, or the row sum of values if ``weighted``."""
+        if weighted:
+            rows = csr_rows(self.adj)
+            return torch.zeros(self.shape[0], device=self.device).index_add_(0, rows, self.adj.values())
+        crow = self.adj.crow_indices()
+        return crow[1:] - crow[:-1]
+
+    # -- other views ---------------------------------------------------------------------------
+    def coo(self) -> torch.Tensor:
+        """The same matrix as a coalesced sparse COO tensor."""
+        return torch.sparse_coo_tensor(self.edge_index(), self.adj.values(), self.shape).coalesce()
+
+    def edge_index(self) -> torch.Tensor:
+        """``[2, nnz]`` int64 (row, col) of the stored entries, row-major order."""
+        return torch.stack([csr_rows(self.adj), self.adj.col_indices()])
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.adj.values()
+
+    def to_dense(self) -> torch.Tensor:
+        """Dense copy; for small graphs and tests only."""
+        if self.shape[0] * self.shape[1] > 50_000_000:
+            raise ValueError(f"to_dense() refused for a {self.shape} graph (> 5e7 entries); "
+                             f"use the sparse tensor")
+        return self.adj.to_dense()
+
+    def summary(self) -> dict[str, Any]:
+        deg = self.degree().float()
+        return {"kind": self.kind, "shape": list(self.shape), "nnz": self.nnz, "norm": self.meta.get("norm"),
+                "degree_min": float(deg.min()) if deg.numel() else 0.0,
+                "degree_mean": float(deg.mean()) if deg.numel() else 0.0,
+                "degree_max": float(deg.max()) if deg.numel() else 0.0,
+                "build_s": float(self.meta.get("build_s", 0.0)), "hash": self.meta.get("hash")}
+
+    def __repr__(self) -> str:
+        return (f"SparseGraph(kind={self.kind}, shape={self.shape}, nnz={self.nnz}, "
+                f"norm={self.meta.get('norm')}, device={self.device})")
+
+
+def spmm(graph: Union[SparseGraph, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``A @ x`` for a sparse ``A`` (CSR or COO, CPU or CUDA) and dense ``x``; differentiable in x.
+
+    torch 2.13 supports autograd through ``torch.sparse.mm`` for CSR with respect to the dense
+    operand on CPU and CUDA (the backward is ``A^T @ grad``), so no custom Function is needed.
+    """
+    adj = graph.adj if isinstance(graph, SparseGraph) else graph
+    if adj.device != x.device:
+        raise ValueError(f"spmm: graph on {adj.device} but features on {x.device}; call graph.to(device)")
+    if x.dtype != adj.dtype:
+        x = x.to(adj.dtype)
+    return torch.sparse.mm(adj, x)

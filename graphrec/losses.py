@@ -1,0 +1,140 @@
+"""Loss functions; each names the equation it implements and any deviation from the paper.
+
+All losses return a scalar mean over the rows they are given (papers often write sums; a sum only
+rescales the learning rate, and means keep the weights α, β comparable across batch sizes).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, log_base: float = math.e) -> torch.Tensor:
+    r"""BPR (Rendle et al. 2009, Eq. 4; SAND Eq. 16):
+    :math:`-\frac{1}{B}\sum_{(u,i,j)} \log_b \sigma(\hat y_{ui} - \hat y_{uj})`.
+
+    ``log_base`` = e (FREEDOM, LightGCN) or 2 (SAND/DRAGON code: ``-mean(log2(sigmoid(.)))``,
+    i.e. the natural-log loss divided by ln 2). Mean instead of the paper's sum (see module doc).
+    """
+    loss = -F.logsigmoid(pos - neg).mean()
+    if log_base != math.e:
+        loss = loss / math.log(log_base)
+    return loss
+
+
+def l2_reg(*embeddings: torch.Tensor) -> torch.Tensor:
+    r"""MMRec/RecBole ``EmbLoss``: :math:`\frac{1}{B}\sum_k \|E_k\|_F` (Frobenius norms, not squared),
+    B = rows of the last tensor. Kept unsquared for parity with MMRec's reported numbers."""
+    return sum(torch.linalg.norm(e) for e in embeddings) / embeddings[-1].shape[0]
+
+
+def l2_sq_reg(*embeddings: torch.Tensor) -> torch.Tensor:
+    r"""Squared L2 regulariser (LightGCN Eq. 15 / VBPR's :math:`\lambda\|\Theta\|^2` on the batch):
+    :math:`\frac{1}{2B}\sum_k \|E_k\|_F^2`, B = rows of the last tensor."""
+    return sum(e.pow(2).sum() for e in embeddings) / (2.0 * embeddings[-1].shape[0])
+
+
+def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""Binary cross-entropy on logits:
+    :math:`-\frac{1}{N}\sum y\log\sigma(s) + (1-y)\log(1-\sigma(s))` (numerically stable form)."""
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def solosim(anchor: torch.Tensor, candidate: torch.Tensor, tau: float) -> torch.Tensor:
+    r"""SAND's SoloSimLoss (Eq. 10) as the official code computes it: one-directional cross-modal
+    InfoNCE, anchors (text) scored against all candidates (visual) of the same item set,
+
+    .. math:: -\frac{1}{N}\sum_i \log \frac{\exp(\hat a_i\cdot\hat c_i/\tau)}
+              {\sum_j \exp(\hat a_i\cdot\hat c_j/\tau)}
+
+    with :math:`\hat x = x/\|x\|`. Deviation from the paper's text ("avoids negative sampling"):
+    the softmax denominator does contain the other items as in-batch negatives (spec §0.4, §8.3).
+    """
+    a = F.normalize(anchor, dim=-1)
+    c = F.normalize(candidate, dim=-1)
+    logits = a @ c.T / tau
+    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+
+
+def infonce(a: torch.Tensor, b: torch.Tensor, tau: float, symmetric: bool = True,
+            intra_negatives: bool = False) -> torch.Tensor:
+    r"""Cross-modal InfoNCE (CLIP form) for SAND_c/SAND_d; the paper does not define it, this is the
+    spec's interpretation (§8.4): :math:`\frac12[\mathrm{CE}(a\to b) + \mathrm{CE}(b\to a)]` on
+    cosine logits / τ, positives on the diagonal. ``symmetric=False`` is exactly :func:`solosim`
+    with ``a`` as anchors. ``intra_negatives=True`` adds same-modality negatives
+    :math:`\hat a_i\cdot\hat a_j, j\ne i` to each row's denominator (NT-Xent).
+    """
+    an = F.normalize(a, dim=-1)
+    bn = F.normalize(b, dim=-1)
+    n = an.shape[0]
+    target = torch.arange(n, device=an.device)
+    ab = an @ bn.T / tau
+
+    def one_side(cross: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if not intra_negatives:
+            return F.cross_entropy(cross, target)
+        intra = x @ x.T / tau
+        intra = intra.masked_fill(torch.eye(n, dtype=torch.bool, device=x.device), float("-inf"))
+        return F.cross_entropy(torch.cat([cross, intra], dim=1), target)
+
+    if not symmetric:
+        return one_side(ab, an)
+    return 0.5 * (one_side(ab, an) + one_side(ab.T, bn))
+
+
+def gaussian_log_likelihood(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""Per-row log-density of y under the diagonal Gaussian q(y|x) = N(μ(x), e^{s(x)}), up to the
+    constant :math:`-\frac{D}{2}\log 2\pi`:
+    :math:`\ell_i = \sum_d -\frac{(\mu_d-y_d)^2}{2e^{s_d}} - \frac{s_d}{2}`. Shape [N]."""
+    return (-(mu - y).pow(2) / (2.0 * logvar.exp()) - 0.5 * logvar).sum(-1)
+
+
+def club_bound(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor, estimator: str = "sample",
+               generator: Optional[torch.Generator] = None, half: bool = True,
+               clamp: bool = True) -> torch.Tensor:
+    r"""CLUB upper bound on I(x; y) (Cheng et al. 2020; SAND Eq. 13), with q_φ(y|x) given as
+    (μ(x), s(x)) for the N rows:
+
+    - ``estimator="all"`` (paper Eq. 13): :math:`\frac1N\sum_i[\ell(y_i|x_i) - \frac1N\sum_j
+      \ell(y_j|x_i)]`, computed in O(N·D) via the Gaussian's sufficient statistics (no N×N).
+    - ``estimator="sample"`` (official code, CLUBSample): the inner mean replaced by one random
+      permutation π, :math:`\frac1N\sum_i[\ell(y_i|x_i) - \ell(y_{\pi(i)}|x_i)]`.
+
+    ``half`` multiplies by 1/2 and ``clamp`` takes max(0, ·), both as in the official code.
+    """
+    pos = gaussian_log_likelihood(mu, logvar, y)
+    if estimator == "sample":
+        perm = torch.randperm(y.shape[0], device=y.device, generator=generator)
+        neg = gaussian_log_likelihood(mu, logvar, y[perm])
+    elif estimator == "all":
+        # mean_j (mu - y_j)^2 = (mu - ybar)^2 + var_j(y): exact mean over all j, no N x N matrix.
+        ybar = y.mean(0, keepdim=True)
+        yvar = y.var(0, unbiased=False, keepdim=True)
+        neg = (-((mu - ybar).pow(2) + yvar) / (2.0 * logvar.exp()) - 0.5 * logvar).sum(-1)
+    else:
+        raise ValueError(f"club estimator must be 'sample' or 'all', got {estimator!r}")
+    bound = (pos - neg).mean()
+    if half:
+        bound = 0.5 * bound
+    return bound.clamp_min(0.0) if clamp else bound
+
+
+def negative_l2(g: torch.Tensor, q: torch.Tensor, mode: str = "normalized", eps: float = 1e-8) -> torch.Tensor:
+    r"""SAND's negative ℓ2 distancing (Eq. 14), :math:`-\|E_q - E_g\|_2^2`, averaged over rows:
+
+    - ``"normalized"`` (default, spec §8.6): :math:`-\frac1N\sum_i\|\hat g_i-\hat q_i\|^2` on
+      L2-normalised rows, bounded in [-4, 0] (the raw form is unbounded below: scaling the codes
+      drives it to -∞ without separating any information).
+    - ``"raw"`` (official code's commented line): :math:`-\mathrm{MSE}(g, q)` (mean over rows and dims).
+    - ``"neglog"`` (the paper's "negative ℓ2 log(ℓ2)" wording): :math:`-\log(\mathrm{MSE}(g,q)+\epsilon)`.
+    """
+    if mode == "normalized":
+        return -(F.normalize(g, dim=-1) - F.normalize(q, dim=-1)).pow(2).sum(-1).mean()
+    if mode == "raw":
+        return -F.mse_loss(g, q)
+    if mode == "neglog":
+        return -torch.log(F.mse_loss(g, q) + eps)
+    raise ValueError(f"negative_l2 mode must be 'normalized', 'raw' or 'neglog', got {mode!r}")

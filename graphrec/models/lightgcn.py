@@ -1,0 +1,52 @@
+"""LightGCN (He et al., SIGIR 2020) on the cached symmetric-normalised bipartite graph."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+from graphrec import losses
+from graphrec.models import register_model
+from graphrec.models.base import ModelContext, Recommender, Reps
+from graphrec.nn.propagation import LightGCNPropagation
+
+
+@register_model("lightgcn")
+class LightGCN(Recommender):
+    r"""LightGCN: :math:`[E_U; E_I] = \mathrm{readout}_{l=0..K}(\hat{A}^l [E_U^{(0)}; E_I^{(0)}])`,
+    :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i`, with mean readout (the paper's
+    :math:`\alpha_l = 1/(K+1)`) or sum.
+
+    Loss: BPR on the propagated embeddings plus ``reg_weight`` x L2 of the batch's layer-0
+    embeddings (LightGCN Eq. 15; MMRec/RecBole's EmbLoss: squared norms / batch size).
+    """
+
+    name = "lightgcn"
+
+    def __init__(self, ctx: ModelContext, embedding_dim: int = 64, n_layers: int = 2,
+                 reg_weight: float = 1e-4, readout: str = "mean", **hp):
+        super().__init__(ctx)
+        self.embedding = nn.Embedding(self.n_users + self.n_items, embedding_dim)
+        nn.init.xavier_uniform_(self.embedding.weight)
+        self.prop = LightGCNPropagation(n_layers, readout)
+        self.reg_weight = float(reg_weight)
+        self.graph = ctx.graphs["ui"]
+
+    @classmethod
+    def graph_specs(cls, hp: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {"ui": {"kind": "bipartite", "norm": "sym"}}
+
+    def propagate(self) -> Reps:
+        out = self.prop(self.graph, self.embedding.weight)
+        user, item = torch.split(out, [self.n_users, self.n_items])
+        return {"user": user, "item": item}
+
+    def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
+        u, p, n = reps["user"][batch["user"]], reps["item"][batch["pos"]], reps["item"][batch["neg"]]
+        terms = {"bpr": losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
+        if self.reg_weight > 0:
+            e = self.embedding.weight
+            terms["reg"] = self.reg_weight * losses.l2_reg(
+                e[batch["user"]], e[self.n_users + batch["pos"]], e[self.n_users + batch["neg"]])
+        return terms

@@ -1,0 +1,191 @@
+"""SAND's split / alignment / distancing modules and modality fusion (He et al. 2024, §3.2-3.3).
+
+`SANDHeads` is the one reusable piece: given per-modality item representations
+:math:`Z_m = [E^m_g \,\|\, E^m_q]`, it returns the alignment and distancing loss terms and the
+CLUB estimator's own learning loss. SAND itself, VBPR+SAND and FREEDOM+SAND all compose it.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from graphrec import losses
+from graphrec.nn.mi import CLUB
+
+ALIGN_KINDS = ("solosim", "infonce", "none")
+DISTANCE_KINDS = ("club", "l2", "none")
+
+
+def split_generic_unique(z: torch.Tensor, n_generic: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""SAND §3.2.1: :math:`E_g = Z[:, :g]`, :math:`E_q = Z[:, g:]` (column halves in the code), so
+    :math:`[E_g \| E_q] = Z` exactly and the whole Z keeps feeding the recommender (Eq. 15)."""
+    return z[:, :n_generic], z[:, n_generic:]
+
+
+class ProjectHead(nn.Module):
+    r"""SAND's alignment head: :math:`\hat a = \mathrm{norm}(W_3\,\mathrm{ReLU}(\mathrm{BN}(W_2\,
+    \mathrm{ReLU}(\mathrm{BN}(W_1 x)))))` (official code; the paper aligns E_g directly)."""
+
+    def __init__(self, in_dim: int, hidden: int = 64, out: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                 nn.Linear(hidden, out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x), dim=-1)
+
+
+class ModalityWeights(nn.Module):
+    r"""User-side fusion of SAND Eq. 15: :math:`e_u = [w_{u,1} U_1 \,\|\, \dots \,\|\, w_{u,M} U_M]`.
+
+    :math:`w_u` is a free per-user parameter initialised as softmax(Xavier-normal) over the M
+    modalities (the softmax is applied once at init and never again, as in the code).
+    """
+
+    def __init__(self, n_users: int, n_modalities: int):
+        super().__init__()
+        w = torch.empty(n_users, n_modalities, 1)
+        nn.init.xavier_normal_(w)
+        self.weight = nn.Parameter(torch.softmax(w, dim=1))
+
+    def forward(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([self.weight[:, m] * p for m, p in enumerate(parts)], dim=-1)
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""Linear CKA (Kornblith et al. 2019) between two row-aligned representations of any widths:
+    :math:`\|Y_c^\top X_c\|_F^2 / (\|X_c^\top X_c\|_F \|Y_c^\top Y_c\|_F)` in [0, 1]; a diagnostic
+    of how aligned two modalities' parts are."""
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    num = (yc.T @ xc).pow(2).sum()
+    return num / ((xc.T @ xc).norm() * (yc.T @ yc).norm()).clamp_min(1e-12)
+
+
+class SANDHeads(nn.Module):
+    r"""Split + alignment + distancing over M >= 2 modalities (SAND Eq. 10-14, weights of Eq. 17).
+
+    Terms returned by :meth:`forward` (already weighted):
+
+    - ``align`` = α · mean over modality pairs (a, b) of the alignment loss on the projected
+      generic parts: ``solosim`` (Eq. 10, code form: CE of b's heads -> a's heads, so with
+      modalities [image, text] text is the anchor as in the code) or ``infonce`` (symmetric,
+      our interpretation for SAND_c/d).
+    - ``distance`` = β · reduce_m L_dis^m with ``club`` (Eq. 13, code's sampled bound, ½, clamp,
+      one estimator shared by all modalities, on 32-d codes of the generic/unique halves) or ``l2``
+      (Eq. 14 on the same codes, `graphrec.losses.negative_l2`). ``distance_reduce="mean"`` is the
+      code's (L_t + L_v)/2; ``"sum"`` is the paper's Eq. 17.
+
+    With ``code_dim=None`` the distancing acts on the raw halves (requires equal halves; the
+    plug-in form inferred from the VBPR+SAND/FREEDOM+SAND parameter counts, spec §8.14).
+    ``align_items`` picks the rows compared: all items (code) or only the batch's items.
+    """
+
+    def __init__(self, dims: Dict[str, int], align: str = "solosim", distance: str = "club",
+                 alpha: float = 0.012, beta: float = 0.006, tau: float = 0.2,
+                 generic_fraction: float = 0.5, head_hidden: int = 64, head_out: int = 32,
+                 code_dim: Optional[int] = 32, club_hidden: int = 16, club_estimator: str = "sample",
+                 negl2_mode: str = "normalized", distance_reduce: str = "mean",
+                 intra_negatives: bool = False):
+        super().__init__()
+        if len(dims) < 2 and align != "none":
+            raise ValueError(f"SAND alignment needs >= 2 modalities, got {list(dims)}; add the 'id' "
+                             "modality or set align=none")
+        if align not in ALIGN_KINDS:
+            raise ValueError(f"align must be one of {ALIGN_KINDS}, got {align!r}")
+        if distance not in DISTANCE_KINDS:
+            raise ValueError(f"distance must be one of {DISTANCE_KINDS}, got {distance!r}")
+        if distance_reduce not in ("mean", "sum"):
+            raise ValueError(f"distance_reduce must be 'mean' or 'sum', got {distance_reduce!r}")
+        self.modalities = list(dims)
+        self.align, self.distance = align, distance
+        self.alpha, self.beta, self.tau = float(alpha), float(beta), float(tau)
+        self.negl2_mode, self.distance_reduce, self.intra_negatives = negl2_mode, distance_reduce, intra_negatives
+        self.n_generic = {m: max(1, min(d - 1, int(round(d * generic_fraction)))) for m, d in dims.items()}
+        self.heads = nn.ModuleDict()
+        if self.align != "none" and self.alpha > 0:
+            self.heads = nn.ModuleDict({m: ProjectHead(self.n_generic[m], head_hidden, head_out) for m in dims})
+        self.codes_g, self.codes_q = nn.ModuleDict(), nn.ModuleDict()
+        self.club: Optional[CLUB] = None
+        if self.distance != "none" and self.beta > 0:
+            if code_dim is not None:
+                self.codes_g = nn.ModuleDict({m: nn.Linear(self.n_generic[m], code_dim) for m in dims})
+                self.codes_q = nn.ModuleDict({m: nn.Linear(d - self.n_generic[m], code_dim) for m, d in dims.items()})
+                xd = yd = code_dim
+            else:
+                widths = {(self.n_generic[m], d - self.n_generic[m]) for m, d in dims.items()}
+                if len(widths) != 1 or (distance == "l2" and len(set(next(iter(widths)))) != 1):
+                    raise ValueError(f"code_dim=None needs the same generic/unique widths in every modality, got {widths}")
+                xd, yd = next(iter(widths))
+            if self.distance == "club":
+                self.club = CLUB(xd, yd, club_hidden, estimator=club_estimator)
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def split(self, m: str, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return split_generic_unique(z, self.n_generic[m])
+
+    def codes(self, m: str, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Low-dimensional (generic, unique) codes of modality m used by the distancing module."""
+        g, q = self.split(m, z)
+        if len(self.codes_g):
+            return self.codes_g[m](g), self.codes_q[m](q)
+        return g, q
+
+    @property
+    def active(self) -> bool:
+        return bool(len(self.heads)) or (self.distance != "none" and self.beta > 0)
+
+    def align_loss(self, z: Dict[str, torch.Tensor]) -> torch.Tensor:
+        proj = {m: self.heads[m](self.split(m, z[m])[0]) for m in self.modalities}
+        terms = []
+        for a, b in combinations(self.modalities, 2):
+            if self.align == "solosim":
+                terms.append(losses.solosim(proj[b], proj[a], self.tau))
+            else:
+                terms.append(losses.infonce(proj[a], proj[b], self.tau, symmetric=True,
+                                            intra_negatives=self.intra_negatives))
+        return torch.stack(terms).mean()
+
+    def distance_loss(self, z: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        terms = []
+        for m in self.modalities:
+            g, q = self.codes(m, z[m])
+            if self.distance == "club":
+                terms.append(self.club.bound(g, q, generator))
+            else:
+                terms.append(losses.negative_l2(g, q, self.negl2_mode))
+        t = torch.stack(terms)
+        return t.mean() if self.distance_reduce == "mean" else t.sum()
+
+    # -- the contract used by models -------------------------------------------------------------
+    def forward(self, z: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+        """Weighted loss terms ``{'align': α L_align, 'distance': β L_dis}`` (only enabled ones)."""
+        out: Dict[str, torch.Tensor] = {}
+        if len(self.heads):
+            out["align"] = self.alpha * self.align_loss(z)
+        if self.distance != "none" and self.beta > 0:
+            out["distance"] = self.beta * self.distance_loss(z, generator)
+        return out
+
+    def estimator_parameters(self) -> list[nn.Parameter]:
+        return list(self.club.parameters()) if self.club is not None else []
+
+    def estimator_loss(self, z: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """CLUB's max-likelihood loss (SAND Eq. 12) summed over modalities, on detached codes."""
+        if self.club is None:
+            return {}
+        with torch.no_grad():
+            codes = [self.codes(m, z[m]) for m in self.modalities]
+        return {"club_nll": sum(self.club.learning_loss(g.detach(), q.detach()) for g, q in codes)}
+
+    @torch.no_grad()
+    def alignment_report(self, z: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        """Linear CKA between modalities' generic parts and between their unique parts."""
+        a, b = self.modalities[0], self.modalities[1]
+        ga, qa = self.split(a, z[a])
+        gb, qb = self.split(b, z[b])
+        return {"generic": float(linear_cka(ga, gb)), "unique": float(linear_cka(qa, qb))}

@@ -1,0 +1,51 @@
+"""Propagation over a frozen item-item graph (FREEDOM §3 / SAND Eq. 9): H = S^L X."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _adj(graph: Any) -> torch.Tensor:
+    return graph.adj if hasattr(graph, "adj") else graph
+
+
+class _FixedSpMM(torch.autograd.Function):
+    """y = S x with a constant (non-symmetric) sparse S; backward uses a transpose built once."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, st: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.st = st
+        return torch.sparse.mm(s, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return None, None, torch.sparse.mm(ctx.st, grad.contiguous())
+
+
+class ItemGraphPropagation(nn.Module):
+    r"""L hops over a frozen item-item graph S (e.g. FREEDOM's mixed kNN graph, rows summing to 1):
+
+    .. math:: H^{(0)} = X, \quad H^{(l+1)} = S H^{(l)}, \quad \text{output } H^{(L)}
+
+    (FREEDOM's ``n_mm_layers`` hops; SAND Eq. 9 with the code's one hop). S is directed (kNN rows),
+    so the backward pass needs :math:`S^\top`; it is built once here instead of on every call.
+    """
+
+    def __init__(self, graph: Any, num_layers: int = 1):
+        super().__init__()
+        s = _adj(graph)
+        self.s = s
+        self.st = s.to_sparse_coo().t().coalesce().to_sparse_csr() if s.layout == torch.sparse_csr \
+            else s.t().coalesce()
+        self.num_layers = int(num_layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for _ in range(self.num_layers):
+            h = _FixedSpMM.apply(self.s, self.st, h) if h.requires_grad else torch.sparse.mm(self.s, h)
+        return h
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, nnz={self.s._nnz()}"

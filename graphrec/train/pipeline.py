@@ -1,0 +1,222 @@
+"""A run, end to end: config -> dataset -> split -> graphs -> model -> train -> test once.
+
+This is the only place where the stages meet; each stage only consumes what the previous one
+produced (DESIGN.md, "The flow").
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Optional
+
+import torch
+
+from graphrec import config as config_mod
+from graphrec.bench.memory import PhaseProbe
+from graphrec.data.split import Split
+from graphrec.datasets.base import Dataset
+from graphrec.eval.ranking import RankingEvaluator
+from graphrec.models import ModelContext, Recommender, get_model
+from graphrec.train import checkpoint
+from graphrec.train.samplers import BPRSampler
+from graphrec.train.trainer import Trainer
+from graphrec.utils import atomic_write_json, log, resolve_device, seed_everything
+
+
+@dataclass
+class Prepared:
+    cfg: dict
+    dataset: Dataset
+    split: Split
+    model: Recommender
+    device: torch.device
+    probe: PhaseProbe
+    graph_meta: Dict[str, dict]
+
+
+def load_dataset(cfg: dict) -> Dataset:
+    from graphrec.datasets import load
+    return load(cfg["dataset"])
+
+
+def make_split(dataset: Dataset, cfg: dict) -> Split:
+    from graphrec.data.split import dataset_split
+    d = cfg["data"]
+    return dataset_split(dataset, method=d["split"], seed=int(d["split_seed"]), ratios=tuple(d["ratios"]))
+
+
+def build_graphs(model_cls, hp: dict, split: Split, dataset: Dataset, cfg: dict) -> Dict[str, Any]:
+    specs = model_cls.graph_specs(hp)
+    if not specs:
+        return {}
+    from graphrec.graphs import GraphCache, build
+    cache = GraphCache(cfg["data"].get("cache_dir"))
+    return {name: build(spec, split.train, dataset.features, cache) for name, spec in specs.items()}
+
+
+def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset] = None,
+            probe: Optional[PhaseProbe] = None) -> Prepared:
+    device = resolve_device(cfg.get("device", "auto"))
+    probe = probe or PhaseProbe(device)
+    model_cls = get_model(cfg["model"])  # fail fast on an unknown model, before loading data
+    hp = dict(cfg.get("model_params") or {})
+    with probe.phase("data"):
+        dataset = dataset or load_dataset(cfg)
+        split = split or make_split(dataset, cfg)
+    need = model_cls.required_modalities(hp)
+    have = dataset.features.modalities if dataset.features is not None else []
+    missing = [m for m in need if m not in have]
+    if missing:
+        raise ValueError(f"model '{cfg['model']}' needs item features {missing} but dataset "
+                         f"'{cfg['dataset']}' has {have or 'no item features'}")
+    with probe.phase("graph_build"):
+        graphs = build_graphs(model_cls, hp, split, dataset, cfg)
+    seed_everything(int(cfg["seed"]), bool(cfg["train"].get("deterministic")))
+    features = dataset.features.select(need) if need else dataset.features
+    ctx = ModelContext(n_users=split.n_users, n_items=split.n_items, train=split.train,
+                       graphs={k: g.to(device) for k, g in graphs.items()}, features=features,
+                       device=device, seed=int(cfg["seed"]))
+    model = model_cls(ctx, **hp).to(device)
+    meta = {k: dict(g.meta) for k, g in graphs.items()}
+    return Prepared(cfg, dataset, split, model, device, probe, meta)
+
+
+def evaluators(p: Prepared) -> tuple[RankingEvaluator, RankingEvaluator]:
+    e = p.cfg["eval"]
+    kw = dict(ks=e["ks"], metrics=e["metrics"], device=p.device, user_chunk=int(e["user_chunk"]),
+              train=p.split.train)
+    valid = RankingEvaluator(p.split.valid, [p.split.train], **kw)
+    test_mask = [p.split.train, p.split.valid] if e.get("mask_valid_in_test") else [p.split.train]
+    test = RankingEvaluator(p.split.test, test_mask, **kw)
+    return valid, test
+
+
+def new_run_dir(cfg: dict, out: Optional[str]) -> str:
+    if out:
+        run_dir = out
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        ds = str(cfg["dataset"]).replace(":", "_").replace("/", "_")[-40:]
+        run_dir = os.path.join(cfg.get("out") or "runs", f"{cfg['model']}-{ds}-s{cfg['seed']}-{stamp}")
+    if os.path.exists(os.path.join(run_dir, "result.json")) or os.path.exists(os.path.join(run_dir, "last.pt")):
+        raise FileExistsError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
+    os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def _environment(device: torch.device) -> dict:
+    import torch_geometric
+    env = {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
+           "python": platform.python_version(), "threads": torch.get_num_threads(),
+           "device": str(device), "device_name": platform.processor() or platform.machine()}
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        env["device_name"] = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+    return env
+
+
+def run(model: Optional[str] = None, dataset: Optional[str] = None, config_files: Iterable[str] = (),
+        overrides: Optional[dict] = None, seed: Optional[int] = None, epochs: Optional[int] = None,
+        out: Optional[str] = None, resume: Optional[str] = None, quiet: bool = False) -> dict:
+    """Train and evaluate one model; returns (and writes) the result record.
+
+    ``resume=RUN_DIR`` continues an interrupted run from its ``last.pt`` with its saved config.
+    """
+    if resume:
+        run_dir = resume
+        with open(os.path.join(run_dir, "config.yaml")) as f:
+            import yaml
+            cfg = yaml.safe_load(f)
+        split = Split.load(run_dir)
+    else:
+        ov = dict(overrides or {})
+        if seed is not None:
+            ov["seed"] = int(seed)
+        if epochs is not None:
+            ov.setdefault("train", {})["epochs"] = int(epochs)
+        if quiet:
+            ov.setdefault("train", {})["progress"] = False
+        cfg = config_mod.load_config(model, dataset, config_files, ov)
+        run_dir = new_run_dir(cfg, out)
+        config_mod.dump(cfg, os.path.join(run_dir, "config.yaml"))
+        split = None
+    p = prepare(cfg, split=split)
+    if split is None:
+        p.split.save(run_dir)
+    valid_eval, test_eval = evaluators(p)
+    sampler = None
+    if p.model.batch_kind == "bpr":
+        t = cfg["train"]
+        sampler = BPRSampler(p.split.train, batch_size=int(t["batch_size"]), num_neg=int(t["num_neg"]),
+                             mode=t["neg_sampling"], alpha=float(t["neg_alpha"]), device=p.device)
+    trainer = Trainer(p.model, sampler, valid_eval, cfg["train"], run_dir, p.device, int(cfg["seed"]), p.probe)
+    if resume:
+        trainer.resume()
+    elif cfg["train"].get("init_from"):
+        ck = checkpoint.load_file(checkpoint.resolve_init(cfg["train"]["init_from"]))
+        checkpoint.load_into(p.model, ck, only=cfg["train"].get("init_components"), strict=False)
+    summary = trainer.fit()
+    # test: once, for the selected (best-valid) checkpoint
+    checkpoint.load_into(p.model, checkpoint.load_file(os.path.join(run_dir, "best.pt")))
+    with p.probe.phase("test"):
+        test = test_eval.evaluate(p.model)
+    result = {
+        "model": cfg["model"], "dataset": cfg["dataset"], "seed": cfg["seed"], "run_dir": run_dir,
+        **summary, "test": test,
+        "n_users": p.split.n_users, "n_items": p.split.n_items, "split": p.split.sizes(),
+        "split_hash": p.split.hash(), "split_method": p.split.method,
+        "cold_users_skipped": {"valid": valid_eval.n_cold_users, "test": test_eval.n_cold_users},
+        "params": sum(x.numel() for x in p.model.parameters()),
+        "config_hash": config_mod.config_hash(cfg),
+        "graph_build_s": round(p.probe.phases.get("graph_build", {}).get("seconds", 0.0), 4),
+        "graphs": p.graph_meta, "phases": p.probe.phases, "peak_mem_mb": round(p.probe.peak_mb(), 1),
+        **_environment(p.device),
+    }
+    atomic_write_json(os.path.join(run_dir, "result.json"), result)
+    if not quiet:
+        print(format_result(result))
+    return result
+
+
+def format_result(r: dict) -> str:
+    keys = [k for k in r["test"] if k.split("@")[0] in ("recall", "ndcg", "precision", "hit", "map")]
+    w = max(len(k) for k in keys) if keys else 10
+    lines = [f"{r['model']} on {r['dataset']}  (seed {r['seed']}, device {r['device']}, best epoch "
+             f"{r['best_epoch']}/{r['epochs_run']})",
+             f"{'metric':<{w}}  {'valid':>7}  {'test':>7}"]
+    for k in keys:
+        lines.append(f"{k:<{w}}  {r['valid'].get(k, float('nan')):>7.4f}  {r['test'][k]:>7.4f}")
+    lines.append(f"train {r['train_s_per_epoch']:.3f} s/epoch (median) | eval {r['eval_s']:.3f} s | "
+                 f"graphs {r['graph_build_s']:.2f} s | peak memory {r['peak_mem_mb']:.0f} MB | {r['params']:,} params")
+    lines.append(f"run directory: {r['run_dir']}")
+    return "\n".join(lines)
+
+
+def load_run(run_dir: str, which: str = "best.pt") -> Prepared:
+    """Rebuild a finished run's model (same config, same saved split) with its checkpoint loaded."""
+    import yaml
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.exists(cfg_path):
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml)")
+    with open(cfg_path) as f:
+        cfg = yaml.safe_load(f)
+    p = prepare(cfg, split=Split.load(run_dir))
+    checkpoint.load_into(p.model, checkpoint.load_file(os.path.join(run_dir, which)))
+    p.model.eval()
+    return p
+
+
+def read_result(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "result.json")) as f:
+        return json.load(f)

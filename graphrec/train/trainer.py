@@ -1,0 +1,233 @@
+"""One training loop for every model: sampling, optimisation, early stopping, checkpoints,
+per-term loss logging, determinism, device, resume."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from typing import Any, Dict, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from graphrec.bench.memory import PhaseProbe
+from graphrec.eval.ranking import RankingEvaluator
+from graphrec.models.base import Recommender
+from graphrec.train import checkpoint
+from graphrec.train.samplers import BPRSampler
+from graphrec.utils import log
+
+_OPTIMISERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "adagrad": torch.optim.Adagrad,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name not in _OPTIMISERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(_OPTIMISERS)}")
+    return _OPTIMISERS[name](params, lr=lr, weight_decay=weight_decay)
+
+
+class Trainer:
+    """Trains ``model`` on ``sampler`` batches and selects the epoch by ``valid`` only.
+
+    Per batch: the auxiliary estimator step (if the model has one), then one ``propagate()``,
+    ``loss()`` -> named terms, their sum backpropagated. Per epoch: ``model.pre_epoch``,
+    valid evaluation every ``eval_every`` epochs, the best state saved atomically on strict
+    improvement of ``valid_metric``, and a full resumable checkpoint (``last.pt``: model,
+    optimisers, scheduler, sampler generator and global RNG states, early-stopping state, history).
+    Test is never looked at here.
+    """
+
+    def __init__(self, model: Recommender, sampler: Optional[BPRSampler], valid: RankingEvaluator,
+                 cfg: Dict[str, Any], run_dir: str, device: torch.device, seed: int,
+                 probe: Optional[PhaseProbe] = None):
+        self.model = model
+        self.sampler = sampler
+        self.valid = valid
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.device = device
+        self.probe = probe or PhaseProbe(device)
+        self.metric = cfg["valid_metric"]
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self.opt = make_optimizer(cfg["optimizer"], model.main_parameters(), cfg["lr"], cfg["weight_decay"])
+        aux = model.auxiliary_parameters()
+        self.aux_opt = (make_optimizer(cfg["optimizer"], aux, cfg.get("aux_lr") or cfg["lr"], 0.0)
+                        if aux else None)
+        gamma, step = float(cfg.get("lr_decay", 1.0)), int(cfg.get("lr_decay_step", 50))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: gamma ** (e / step))
+        self.epoch = 0
+        self.best_score = -math.inf
+        self.best_epoch = 0
+        self.best_valid: Dict[str, float] = {}
+        self.bad_epochs = 0
+        self.history: list[dict] = []
+        self.train_seconds: list[float] = []
+        self.eval_seconds: list[float] = []
+        self.stop_reason = ""
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _path(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+    def _state(self) -> dict:
+        return {
+            "epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
+            "best_valid": self.best_valid, "bad_epochs": self.bad_epochs, "history": self.history,
+            "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+            "optimizer": self.opt.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "aux_optimizer": self.aux_opt.state_dict() if self.aux_opt else None,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def resume(self) -> None:
+        path = self._path("last.pt")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{self.run_dir}: nothing to resume (no last.pt)")
+        ck = checkpoint.load_file(path)
+        checkpoint.load_into(self.model, ck)
+        st = ck["trainer"]
+        self.opt.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        if self.aux_opt and st["aux_optimizer"]:
+            self.aux_opt.load_state_dict(st["aux_optimizer"])
+        self.generator.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        if st["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["cuda_rng"])
+        for k in ("epoch", "best_score", "best_epoch", "best_valid", "bad_epochs", "history",
+                  "train_seconds", "eval_seconds"):
+            setattr(self, k, st[k])
+        # the epoch log may hold lines written after the last checkpoint: rewrite it from history
+        with open(self._path("epochs.jsonl"), "w") as f:
+            for rec in self.history:
+                f.write(json.dumps(rec) + "\n")
+        log.info("resumed %s at epoch %d (best %s=%.4f at epoch %d)", self.run_dir, self.epoch,
+                 self.metric, self.best_score, self.best_epoch)
+
+    # -- training ------------------------------------------------------------------------------
+    def _train_epoch(self, bar_desc: str) -> Dict[str, float]:
+        model, cfg = self.model, self.cfg
+        model.train()
+        model.pre_epoch(self.epoch, self.generator)
+        sums: Dict[str, torch.Tensor] = {}
+        n_batches = 0
+        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.get("amp") and self.device.type == "cuda"
+               else nullcontext())
+        bar = tqdm(self.sampler.epoch(self.generator), total=len(self.sampler), desc=bar_desc, leave=False,
+                   disable=not cfg.get("progress", True), dynamic_ncols=True)
+        for batch in bar:
+            if self.aux_opt is not None:
+                self.aux_opt.zero_grad(set_to_none=True)
+                with amp:
+                    aux_terms = model.auxiliary_loss(batch)
+                if aux_terms:
+                    sum(aux_terms.values()).backward()
+                    self.aux_opt.step()
+                    for k, v in aux_terms.items():
+                        sums[f"aux_{k}"] = sums.get(f"aux_{k}", 0) + v.detach()
+            self.opt.zero_grad(set_to_none=True)
+            with amp:
+                reps = model.propagate()
+                terms = model.loss(batch, reps)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"epoch {self.epoch + 1}, batch {n_batches + 1}: loss is {float(loss)} "
+                    f"(terms: { {k: float(v) for k, v in terms.items()} }); lower train.lr or check inputs")
+            loss.backward()
+            if cfg.get("grad_clip"):
+                torch.nn.utils.clip_grad_norm_(model.main_parameters(), float(cfg["grad_clip"]))
+            self.opt.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0) + v.detach()
+            n_batches += 1
+            if n_batches % 20 == 0 and bar.disable is False:
+                post = {"loss": f"{float(loss):.4f}"}
+                if self.device.type == "cuda":
+                    post["gpu_mb"] = f"{torch.cuda.max_memory_allocated(self.device) / 2**20:.0f}"
+                bar.set_postfix(post)
+        bar.close()
+        self.scheduler.step()
+        out = {k: float(v) / max(1, n_batches) for k, v in sums.items()}
+        out["loss"] = sum(v for k, v in out.items() if not k.startswith("aux_"))
+        return out
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        max_epochs = int(cfg["epochs"])
+        trainable = self.sampler is not None and any(p.requires_grad for p in self.model.parameters())
+        if not trainable or max_epochs == 0:
+            with self.probe.phase("eval"):
+                self.best_valid = self.valid.evaluate(self.model)
+            self.eval_seconds.append(self.valid.last_seconds)
+            self.best_epoch = 0
+            checkpoint.save(self._path("best.pt"), self.model, epoch=0, valid=self.best_valid)
+            self.stop_reason = "nothing to train"
+            return self.summary()
+        t_start = time.perf_counter()
+        patience = int(cfg["patience"])
+        epochs_bar = tqdm(total=max_epochs, initial=self.epoch, desc="epochs", disable=not cfg.get("progress", True),
+                          dynamic_ncols=True)
+        while self.epoch < max_epochs:
+            t0 = time.perf_counter()
+            with self.probe.phase("train"):
+                terms = self._train_epoch(f"epoch {self.epoch + 1}")
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            train_s = time.perf_counter() - t0
+            self.epoch += 1
+            self.train_seconds.append(train_s)
+            rec: Dict[str, Any] = {"epoch": self.epoch, "train_s": round(train_s, 4),
+                                   "lr": self.opt.param_groups[0]["lr"], **{k: round(v, 6) for k, v in terms.items()}}
+            if self.epoch % int(cfg.get("eval_every", 1)) == 0 or self.epoch == max_epochs:
+                with self.probe.phase("eval"):
+                    valid = self.valid.evaluate(self.model)
+                self.eval_seconds.append(self.valid.last_seconds)
+                rec["eval_s"] = round(self.valid.last_seconds, 4)
+                rec["valid"] = valid
+                if self.metric not in valid:
+                    raise KeyError(f"valid_metric {self.metric!r} is not computed; have {sorted(valid)}")
+                score = valid[self.metric]
+                if score > self.best_score:  # strict improvement, as MMRec
+                    self.best_score, self.best_epoch, self.best_valid = score, self.epoch, valid
+                    self.bad_epochs = 0
+                    checkpoint.save(self._path("best.pt"), self.model, epoch=self.epoch, valid=valid)
+                    rec["best"] = True
+                else:
+                    self.bad_epochs += 1
+            self.history.append(rec)
+            with open(self._path("epochs.jsonl"), "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            checkpoint.save(self._path("last.pt"), self.model, trainer=self._state())
+            epochs_bar.update(1)
+            epochs_bar.set_postfix({self.metric: f"{rec.get('valid', {}).get(self.metric, float('nan')):.4f}",
+                                    "best": f"{self.best_score:.4f}@{self.best_epoch}",
+                                    "loss": f"{terms['loss']:.4f}"})
+            if patience >= 0 and self.bad_epochs > patience:
+                self.stop_reason = f"early stop: no improvement of {self.metric} for {self.bad_epochs} evaluations"
+                break
+            if cfg.get("max_time_s") and time.perf_counter() - t_start > float(cfg["max_time_s"]):
+                self.stop_reason = f"time budget of {cfg['max_time_s']} s reached"
+                break
+        else:
+            self.stop_reason = f"reached {max_epochs} epochs"
+        epochs_bar.close()
+        log.info("%s; best %s=%.4f at epoch %d", self.stop_reason, self.metric, self.best_score, self.best_epoch)
+        return self.summary()
+
+    def summary(self) -> dict:
+        ts = sorted(self.train_seconds)
+        es = sorted(self.eval_seconds)
+        med = (lambda v: v[len(v) // 2] if v else 0.0)
+        return {"best_epoch": self.best_epoch, "epochs_run": self.epoch, "valid": self.best_valid,
+                "train_s_per_epoch": med(ts), "eval_s": med(es), "stop_reason": self.stop_reason}
