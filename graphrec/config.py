@@ -19,6 +19,7 @@ import yaml
 from graphrec.utils import content_hash
 
 SECTIONS = ("data", "train", "eval")
+FREE_FORM = ("dataset_args",)  # mappings whose keys belong to someone else (a dataset loader)
 
 
 def _read_yaml(path: str) -> dict:
@@ -64,7 +65,7 @@ def merge(base: dict, over: dict, where: str, strict: bool = True, path: str = "
             known = ", ".join(sorted(map(str, out)))
             raise KeyError(f"{where}: unknown config key '{key}' (known here: {known})")
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v, where, strict, key + ".")
+            out[k] = merge(out[k], v, where, strict and k not in FREE_FORM, key + ".")
         else:
             out[k] = _coerce(v, out.get(k))
     return out

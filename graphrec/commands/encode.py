@@ -5,11 +5,13 @@ import argparse
 import io
 import os
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from graphrec.data.encode.offline import EncodeExtraMissing
 from graphrec.utils import atomic_write_bytes, log
 
 
@@ -113,7 +115,26 @@ def ids_from_dir(images: Path, pattern: str) -> list[str]:
     return sorted(found, key=int) if numeric else sorted(found)
 
 
+def _extra_missing(e: EncodeExtraMissing) -> int:
+    print(f"graphrec encode: error: {e}", file=sys.stderr)
+    return 1
+
+
 def run_text(args: argparse.Namespace) -> int:
+    try:
+        return _run_text(args)
+    except EncodeExtraMissing as e:  # the encode extra is not installed: say how to install it
+        return _extra_missing(e)
+
+
+def run_image(args: argparse.Namespace) -> int:
+    try:
+        return _run_image(args)
+    except EncodeExtraMissing as e:
+        return _extra_missing(e)
+
+
+def _run_text(args: argparse.Namespace) -> int:
     from graphrec.data.encode import encode_text, item_texts
 
     cols = [c.strip() for c in args.text_cols.split(",") if c.strip()]
@@ -125,7 +146,7 @@ def run_text(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_image(args: argparse.Namespace) -> int:
+def _run_image(args: argparse.Namespace) -> int:
     from graphrec.data.encode import encode_images, read_columns
 
     images = Path(args.images)

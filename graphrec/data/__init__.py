@@ -1,0 +1,15 @@
+"""The interaction data layer: logs, readers, cleaning, splits, item features, sequences."""
+from graphrec.data.features import ItemFeatures, align_rows, load_features, load_npy, load_table
+from graphrec.data.filters import dedupe, kcore, to_implicit
+from graphrec.data.interactions import IdMap, Interactions
+from graphrec.data.readers import (from_columns, from_indices, read_interactions, read_mmrec_inter,
+                                   read_movielens, read_recbole_inter, read_table)
+from graphrec.data.sequences import Sequences
+from graphrec.data.split import (Split, dataset_split, loo_labels, make_split, per_user_counts, random_labels,
+                                 split_from_labels, split_labels)
+from graphrec.data.export import export_mmrec
+
+__all__ = ["IdMap", "Interactions", "ItemFeatures", "Sequences", "Split", "align_rows", "dataset_split", "dedupe",
+           "export_mmrec", "from_columns", "from_indices", "kcore", "load_features", "load_npy", "load_table",
+           "loo_labels", "make_split", "per_user_counts", "random_labels", "read_interactions", "read_mmrec_inter",
+           "read_movielens", "read_recbole_inter", "read_table", "split_from_labels", "split_labels", "to_implicit"]

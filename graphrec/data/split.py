@@ -263,3 +263,20 @@ def split_labels(split: Split) -> tuple[Interactions, np.ndarray]:
     full = split.train.concat(split.valid).concat(split.test)
     lab = np.repeat(np.array([0, 1, 2], dtype=np.int8), [len(split.train), len(split.valid), len(split.test)])
     return full, lab
+
+
+def dataset_split(dataset, method: str = "auto", seed: int = 999,
+                  ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
+    """The split of a `graphrec.datasets.Dataset`: ``auto`` = its predefined split when the source
+    fixes one (MMRec ``x_label``), otherwise the per-user random rule; any other method goes to
+    `make_split` on the full log."""
+    if method == "auto":
+        if dataset.split is not None:
+            return dataset.split
+        method = "random"
+    if method == "predefined":
+        if dataset.split is None:
+            raise ValueError(f"dataset {dataset.name!r} has no predefined split; use random, temporal, loo "
+                             f"or global_time")
+        return dataset.split
+    return make_split(dataset.interactions, method=method, ratios=ratios, seed=seed)

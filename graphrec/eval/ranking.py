@@ -67,6 +67,8 @@ class RankingEvaluator:
     def topk(self, model, reps, users: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(item indices [B, k], valid flag [B, k]) for these users, masked items excluded."""
         scores = model.score(users, reps).float()
+        if scores._base is not None or not scores.is_contiguous():
+            scores = scores.clone()  # never write -inf into a model's cached tensor or a view of it
         rows, cols = self._mask_coords(users)
         scores[rows, cols] = float("-inf")
         k = min(k, self.n_items)

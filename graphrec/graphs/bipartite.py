@@ -78,7 +78,7 @@ def bipartite_adjacency(train: Interactions, norm: str = "sym") -> SparseGraph:
     u, i = unique_edges(train)
     adj = bipartite_from_edges(u, i, train.n_users, train.n_items, norm)
     params = {"norm": norm}
-    return SparseGraph(adj, {"kind": "bipartite", "norm": norm, "params": params,
+    return SparseGraph(adj, {"kind": "bipartite", "norm": norm, "params": params, "symmetric": norm != "row",
                              "hash": content_hash("bipartite", train_hash(train), params),
                              "build_s": time.perf_counter() - t0})
 

@@ -57,7 +57,7 @@ class GraphCache:
             if blob.get("checksum") != _checksum(crow, col, val, shape, meta_json):
                 log.warning("graph cache: %s failed its checksum (corrupt); rebuilding", path)
                 return None
-            adj = torch.sparse_csr_tensor(crow, col, val, size=shape)
+            adj = torch.sparse_csr_tensor(crow, col, val, size=shape, check_invariants=False)
             return SparseGraph(adj, json.loads(meta_json))
         except Exception as e:  # any unreadable entry is rebuilt, whatever the cause
             log.warning("graph cache: %s unreadable (%s: %s); rebuilding", path, type(e).__name__, e)

@@ -72,7 +72,8 @@ def cointeraction_graph(train: Interactions, side: str = "user", topk: Optional[
     for s in range(0, n, int(chunk_size)):
         e = min(n, s + int(chunk_size))
         lo, hi = int(crow[s]), int(crow[e])
-        block = torch.sparse_csr_tensor(crow[s:e + 1] - lo, colM[lo:hi], torch.ones(hi - lo), size=(e - s, m))
+        block = torch.sparse_csr_tensor(crow[s:e + 1] - lo, colM[lo:hi], torch.ones(hi - lo),
+                                        size=(e - s, m), check_invariants=False)
         prod = torch.sparse.mm(block, MT)  # (e-s) x n co-counts, sparse
         r = csr_rows(prod) + s
         c = prod.col_indices()

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from graphrec.graphs.normalize import NORMS, normalize_values
-from graphrec.graphs.sparse import SparseGraph, csr_from_coo, csr_from_sorted, csr_rows
+from graphrec.graphs.sparse import SparseGraph, csr_from_coo, csr_rows
 from graphrec.graphs.topk import topk_low_ties
 from graphrec.utils import content_hash, log
 
@@ -141,7 +141,7 @@ def knn_graph(features: torch.Tensor, k: int = 10, backend: str = "auto", norm: 
     if norm != "none":
         r = csr_rows(adj)
         v = normalize_values(r, adj.col_indices(), adj.values(), (n, n), norm)
-        adj = torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), v, size=(n, n))
+        adj = torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), v, size=(n, n), check_invariants=False)
     params = {"k": int(k), "norm": norm, "include_self": bool(include_self), "weight": weight,
               "symmetrize": bool(symmetrize)}
     return SparseGraph(adj, {"kind": "knn", "norm": norm, "params": {**params, "backend": used},

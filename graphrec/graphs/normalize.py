@@ -57,4 +57,4 @@ def normalize_csr(adj: torch.Tensor, norm: str) -> torch.Tensor:
         return adj
     row = csr_rows(adj)
     vals = normalize_values(row, adj.col_indices(), adj.values(), tuple(adj.shape), norm)
-    return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), vals, size=adj.shape)
+    return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), vals, size=adj.shape, check_invariants=False)

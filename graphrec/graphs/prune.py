@@ -10,8 +10,10 @@ FREEDOM calls the dropped fraction ``dropout`` = 1 - keep_ratio.
 Everything that does not change between epochs (distinct edges, ``log p_e``, the item-major
 permutation for the CSR's item rows) is computed once; a sample is O(|E|) on the device, with no
 Python loop and no re-sort. ``method="multinomial"`` uses ``torch.multinomial`` (FREEDOM's call),
-``method="gumbel"`` the Gumbel-top-k trick (``argtopk(log p_e + G_e)``, same distribution as
-sequential sampling without replacement); both are exact.
+``method="gumbel"`` (default) the Gumbel-top-k trick (``argtopk(log p_e + G_e)``, the same
+distribution as sequential sampling without replacement); both are exact, Gumbel was ~2x faster
+at 300k edges on CPU (benchmarks/results/graphs_cpu.md). The random streams differ, so a
+FREEDOM run is reproduced in distribution, not edge for edge.
 """
 from __future__ import annotations
 
@@ -87,7 +89,7 @@ class EdgeSampler:
         # positions of those edges inside the kept (user-major) list
         pos = torch.cumsum(mask.to(torch.long), 0) - 1
         adj = bipartite_from_edges(u, i, self.n_users, self.n_items, self.norm, perm_item_major=pos[perm])
-        return SparseGraph(adj, {"kind": self.kind, "norm": self.norm,
+        return SparseGraph(adj, {"kind": self.kind, "norm": self.norm, "symmetric": self.norm != "row",
                                  "params": {"keep_ratio": self.keep_ratio, "method": self.method},
                                  "hash": self._hash, "build_s": time.perf_counter() - t0})
 
@@ -98,7 +100,7 @@ class DegreeSensitivePruner(EdgeSampler):
     kind = "pruned"
 
     def __init__(self, train: Interactions, keep_ratio: float, device: Optional[str | torch.device] = None,
-                 method: str = "multinomial", norm: str = "sym"):
+                 method: str = "gumbel", norm: str = "sym"):
         super().__init__(train, keep_ratio, weights=None, device=device, method=method, norm=norm)
 
     def edge_weights(self) -> torch.Tensor:

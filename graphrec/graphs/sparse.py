@@ -50,7 +50,7 @@ def csr_from_sorted(row: torch.Tensor, col: torch.Tensor, val: torch.Tensor,
     crow = torch.zeros(n_rows + 1, dtype=torch.long, device=row.device)
     crow[1:] = torch.cumsum(counts, 0)
     return torch.sparse_csr_tensor(crow, col.to(torch.long), val.to(torch.float32),
-                                   size=(int(shape[0]), int(shape[1])))
+                                   size=(int(shape[0]), int(shape[1])), check_invariants=False)
 
 
 def csr_rows(adj: torch.Tensor) -> torch.Tensor:
@@ -66,6 +66,7 @@ class SparseGraph:
 
     adj: torch.Tensor
     meta: dict = field(default_factory=dict)
+    _t: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.adj.layout != torch.sparse_csr:
@@ -117,10 +118,20 @@ class SparseGraph:
         crow = self.adj.crow_indices()
         return crow[1:] - crow[:-1]
 
+    def transpose_csr(self) -> torch.Tensor:
+        """``A^T`` as CSR, computed once and kept (``A`` itself when ``meta["symmetric"]``)."""
+        if self.meta.get("symmetric"):
+            return self.adj
+        if self._t is None or self._t.device != self.adj.device:
+            ei = self.edge_index()
+            self._t = csr_from_coo(ei[1], ei[0], self.adj.values(), (self.shape[1], self.shape[0]))
+        return self._t
+
     # -- other views ---------------------------------------------------------------------------
     def coo(self) -> torch.Tensor:
         """The same matrix as a coalesced sparse COO tensor."""
-        return torch.sparse_coo_tensor(self.edge_index(), self.adj.values(), self.shape).coalesce()
+        return torch.sparse_coo_tensor(self.edge_index(), self.adj.values(), self.shape,
+                                       check_invariants=False).coalesce()
 
     def edge_index(self) -> torch.Tensor:
         """``[2, nnz]`` int64 (row, col) of the stored entries, row-major order."""
@@ -150,15 +161,35 @@ class SparseGraph:
                 f"norm={self.meta.get('norm')}, device={self.device})")
 
 
+class _CSRMatmul(torch.autograd.Function):
+    """``y = A x`` with ``dL/dx = A^T (dL/dy)``, using a CSR ``A^T`` built once per graph.
+
+    torch 2.13's own CSR backward on CPU works but re-derives the transpose on every call; with the
+    cached transpose forward+backward costs two CSR products (see benchmarks/results/graphs_cpu.md).
+    """
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj_t = adj_t
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, torch.sparse.mm(ctx.adj_t, grad.contiguous())
+
+
 def spmm(graph: Union[SparseGraph, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``A @ x`` for a sparse ``A`` (CSR or COO, CPU or CUDA) and dense ``x``; differentiable in x.
 
-    torch 2.13 supports autograd through ``torch.sparse.mm`` for CSR with respect to the dense
-    operand on CPU and CUDA (the backward is ``A^T @ grad``), so no custom Function is needed.
+    For a `SparseGraph` the gradient w.r.t. ``x`` uses the graph's cached CSR transpose
+    (`_CSRMatmul`); a bare tensor goes through ``torch.sparse.mm`` and torch's own autograd.
+    Gradients w.r.t. the graph's values are not provided (graphs are fixed at build time).
     """
     adj = graph.adj if isinstance(graph, SparseGraph) else graph
     if adj.device != x.device:
         raise ValueError(f"spmm: graph on {adj.device} but features on {x.device}; call graph.to(device)")
     if x.dtype != adj.dtype:
         x = x.to(adj.dtype)
+    if isinstance(graph, SparseGraph) and x.requires_grad and torch.is_grad_enabled():
+        return _CSRMatmul.apply(adj, graph.transpose_csr(), x)
     return torch.sparse.mm(adj, x)

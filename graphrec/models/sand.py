@@ -28,7 +28,8 @@ class SANDAuxMixin:
     current model. Here the trainer runs ``auxiliary_steps`` aux steps before the main loss; the
     codes are computed once per batch (no grad) and reused by every step, then invalidated by
     :meth:`loss`. Deviation: φ is fitted before (not after) the main forward of the batch, so
-    the bound the model minimises uses the freshly fitted φ.
+    the bound the model minimises uses the freshly fitted φ. Classes using it define
+    ``sand_inputs(batch, reps)`` -> ``{modality: Z_m}`` (``reps=None``: compute them afresh).
     """
 
     sand: SANDHeads
@@ -44,9 +45,6 @@ class SANDAuxMixin:
             with torch.no_grad():
                 self._aux_z = {m: z.detach() for m, z in self.sand_inputs(batch, None).items()}
         return self.sand.estimator_loss(self._aux_z)
-
-    def sand_inputs(self, batch: Dict[str, torch.Tensor], reps: Optional[Reps]) -> Dict[str, torch.Tensor]:
-        raise NotImplementedError  # implemented by every model that mixes this in
 
 
 def sand_items(batch: Dict[str, torch.Tensor], align_items: str) -> Optional[torch.Tensor]:

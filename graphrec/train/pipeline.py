@@ -39,7 +39,7 @@ class Prepared:
 
 def load_dataset(cfg: dict) -> Dataset:
     from graphrec.datasets import load
-    return load(cfg["dataset"])
+    return load(cfg["dataset"], **(cfg["data"].get("dataset_args") or {}))
 
 
 def make_split(dataset: Dataset, cfg: dict) -> Split:
@@ -126,13 +126,17 @@ def _environment(device: torch.device) -> dict:
     return env
 
 
-def run(model: Optional[str] = None, dataset: Optional[str] = None, config_files: Iterable[str] = (),
+def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
         overrides: Optional[dict] = None, seed: Optional[int] = None, epochs: Optional[int] = None,
         out: Optional[str] = None, resume: Optional[str] = None, quiet: bool = False) -> dict:
     """Train and evaluate one model; returns (and writes) the result record.
 
+    ``dataset`` is a registered name or an already loaded `Dataset` (its ``name`` is recorded).
     ``resume=RUN_DIR`` continues an interrupted run from its ``last.pt`` with its saved config.
     """
+    data_obj = dataset if isinstance(dataset, Dataset) else None
+    if data_obj is not None:
+        dataset = data_obj.name
     if resume:
         run_dir = resume
         with open(os.path.join(run_dir, "config.yaml")) as f:
@@ -151,7 +155,7 @@ def run(model: Optional[str] = None, dataset: Optional[str] = None, config_files
         run_dir = new_run_dir(cfg, out)
         config_mod.dump(cfg, os.path.join(run_dir, "config.yaml"))
         split = None
-    p = prepare(cfg, split=split)
+    p = prepare(cfg, split=split, dataset=data_obj)
     if split is None:
         p.split.save(run_dir)
     valid_eval, test_eval = evaluators(p)

@@ -19,6 +19,8 @@ from graphrec.train import checkpoint
 from graphrec.train.samplers import BPRSampler
 from graphrec.utils import log
 
+_TEST_EPOCH_SLEEP = float(os.environ.get("GRAPHREC_TEST_EPOCH_SLEEP", "0") or 0)
+
 _OPTIMISERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -58,7 +60,10 @@ class Trainer:
         self.metric = cfg["valid_metric"]
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
-        self.opt = make_optimizer(cfg["optimizer"], model.main_parameters(), cfg["lr"], cfg["weight_decay"])
+        main = [q for q in model.main_parameters() if q.requires_grad]
+        # a model with nothing to learn (pop) still gets a valid, empty optimiser state
+        self.opt = make_optimizer(cfg["optimizer"], main or [torch.nn.Parameter(torch.zeros(0))],
+                                  cfg["lr"], cfg["weight_decay"])
         aux = model.auxiliary_parameters()
         self.aux_opt = (make_optimizer(cfg["optimizer"], aux, cfg.get("aux_lr") or cfg["lr"], 0.0)
                         if aux else None)
@@ -127,14 +132,18 @@ class Trainer:
                    disable=not cfg.get("progress", True), dynamic_ncols=True)
         for batch in bar:
             if self.aux_opt is not None:
-                self.aux_opt.zero_grad(set_to_none=True)
-                with amp:
-                    aux_terms = model.auxiliary_loss(batch)
-                if aux_terms:
+                # the model's own estimator takes `auxiliary_steps` steps per batch (SAND's CLUB: 50)
+                n_aux = max(1, int(getattr(model, "auxiliary_steps", 1)))
+                for _ in range(n_aux):
+                    self.aux_opt.zero_grad(set_to_none=True)
+                    with amp:
+                        aux_terms = model.auxiliary_loss(batch)
+                    if not aux_terms:
+                        break
                     sum(aux_terms.values()).backward()
                     self.aux_opt.step()
-                    for k, v in aux_terms.items():
-                        sums[f"aux_{k}"] = sums.get(f"aux_{k}", 0) + v.detach()
+                for k, v in (aux_terms or {}).items():
+                    sums[f"aux_{k}"] = sums.get(f"aux_{k}", 0) + v.detach()
             self.opt.zero_grad(set_to_none=True)
             with amp:
                 reps = model.propagate()
@@ -209,6 +218,8 @@ class Trainer:
             with open(self._path("epochs.jsonl"), "a") as f:
                 f.write(json.dumps(rec) + "\n")
             checkpoint.save(self._path("last.pt"), self.model, trainer=self._state())
+            if _TEST_EPOCH_SLEEP:  # lets the kill/resume test interrupt a tiny run between epochs
+                time.sleep(_TEST_EPOCH_SLEEP)
             epochs_bar.update(1)
             epochs_bar.set_postfix({self.metric: f"{rec.get('valid', {}).get(self.metric, float('nan')):.4f}",
                                     "best": f"{self.best_score:.4f}@{self.best_epoch}",

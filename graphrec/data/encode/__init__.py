@@ -16,11 +16,11 @@ from graphrec.data.encode.text import (DEFAULT_TEXT_MODEL, encode_text, load_tex
 from graphrec.data.encode.image import (IMAGE_DIM, IMAGE_MODEL, encode_images, load_image_array,
                                         load_image_model)
 from graphrec.data.encode.table import item_texts, join_text, read_columns
-from graphrec.data.encode.dataset import encode_dataset
+from graphrec.data.encode.dataset import attach_encoded, encode_dataset
 
 __all__ = [
     "EncodeExtraMissing", "extra_available", "set_offline_env", "FeatureCache", "cache_root",
     "DEFAULT_TEXT_MODEL", "encode_text", "load_text_model", "resolve_text_model", "IMAGE_DIM",
     "IMAGE_MODEL", "encode_images", "load_image_array", "load_image_model", "item_texts",
-    "join_text", "read_columns", "encode_dataset",
+    "join_text", "read_columns", "encode_dataset", "attach_encoded",
 ]

@@ -51,3 +51,37 @@ def encode_dataset(dataset: "Dataset", modalities: Sequence[str] = MODALITIES,
                                      progress=progress, cache=cache, ids=ids, **kw)
             sources[m] = f"{dataset.name}: item_images encoded with efficientnet-lite0"
     return ItemFeatures(feats, item_map, sources)
+
+
+def attach_encoded(dataset: "Dataset", encode: Optional[bool] = None, **kwargs) -> "Dataset":
+    """Encode the dataset's raw content and merge the result into ``dataset.features`` (in place).
+
+    ``encode=None`` (auto): encode when the ``encode`` extra is installed, otherwise log how to
+    install it and keep the raw content only. ``encode=True``: the extra is required.
+    ``encode=False``: do nothing. Only modalities with content are encoded; rows are cached, so a
+    second load costs hashing the content only. ``kwargs`` go to :func:`encode_dataset`.
+    """
+    from graphrec.data.encode.offline import extra_available, require_extra
+    from graphrec.utils import log
+
+    if encode is False:
+        return dataset
+    mods = [m for m, c in (("text", dataset.item_text), ("image", dataset.item_images)) if c is not None]
+    if not mods:
+        if encode:
+            raise ValueError(f"dataset {dataset.name!r} has no raw item content to encode")
+        return dataset
+    if encode:
+        require_extra()  # raises EncodeExtraMissing naming the package and the install command
+    elif not extra_available():
+        log.info("%s: raw item content kept, not encoded (install `graphrec[encode]` to get "
+                 "text/image features)", dataset.name)
+        return dataset
+    kwargs.setdefault("modalities", mods)
+    new = encode_dataset(dataset, **kwargs)
+    if dataset.features is not None:
+        merged = {**dataset.features.features, **new.features}
+        sources = {**dataset.features.sources, **new.sources}
+        new = ItemFeatures(merged, dataset.features.item_map, sources)
+    dataset.features = new
+    return dataset

@@ -66,7 +66,7 @@ def load_image_array(data: bytes) -> np.ndarray:
     Image = require("PIL.Image")
     bilinear = getattr(Image, "Resampling", Image).BILINEAR
     with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), bilinear), dtype=np.uint8)
+        return np.array(im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), bilinear), dtype=np.uint8)
 
 
 def normalize_batch(arrays: torch.Tensor) -> torch.Tensor:

