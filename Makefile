@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
-EXTRAS ?= test,io,faiss,encode,plot
+EXTRAS ?= test,faiss,encode,plot
 
 .PHONY: run test test-slow setup clean bench
 

@@ -36,7 +36,7 @@ def load_items() -> tuple[list[int], list[str], list[str | None], str]:
     """Item ids, texts and poster paths in item-index order, from the ml-100k loader."""
     from graphrec.datasets.movielens import load_ml100k
 
-    ds = load_ml100k(content_dir=str(CONTENT))
+    ds = load_ml100k(content_dir=str(CONTENT), encode=False)  # encoded (and timed) below
     return [int(x) for x in ds.interactions.item_map.ids.tolist()], ds.item_text, ds.item_images, \
         "graphrec.datasets ml-100k loader (content_dir)"
 

@@ -93,14 +93,14 @@ def test_bad_inputs(tmp_path):
 def test_mmrec_roundtrip_small(tmp_path):
     text = ("userID\titemID\trating\ttimestamp\tx_label\n0\t2\t5\t10\t0\n0\t1\t1\t13\t0\n0\t0\t2\t9\t2\n"
             "1\t0\t3\t11\t1\n1\t1\t4\t12\t2\n")
-    p = _write(tmp_path / "in" / "d.inter" if (tmp_path / "in").mkdir() is None else None, text)
+    (tmp_path / "in").mkdir()
+    _write(tmp_path / "in" / "d.inter", text)
     from graphrec.datasets import load
     ds = load(f"mmrec:{tmp_path / 'in'}")
     export_mmrec(ds, ds.split, str(tmp_path / "out"), "d")
     assert (tmp_path / "out" / "d.inter").read_text() == text
     back = load(f"mmrec:{tmp_path / 'out'}")
     assert back.split.hash() == ds.split.hash()
-    assert p
 
 
 def test_mmrec_roundtrip_reference(shared_data, tmp_path):

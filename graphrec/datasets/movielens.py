@@ -121,7 +121,7 @@ def _content(content_dir: str):
 
 
 def load_ml100k(content_dir: Optional[str] = None, zip_path: Optional[str] = None, cache: Optional[str] = None,
-                zip_sha256: Optional[str] = None) -> Dataset:
+                zip_sha256: Optional[str] = None, encode: Optional[bool] = None) -> Dataset:
     """MovieLens-100K: 943 users, 1,682 items, 100,000 ratings, each kept as one interaction (with
     its rating and timestamp, rows in the source file's order). Item text is
     ``"{title} ({year}). {genres}."``; with ``content_dir`` it is ``"{title}. {genres}. {overview}"``
@@ -159,7 +159,13 @@ def load_ml100k(content_dir: Optional[str] = None, zip_path: Optional[str] = Non
         log.info("ml-100k: %d/%d items have an overview, %d have a poster (content from %s)",
                  sum(i in overview for i in ids), len(ids), sum(p is not None for p in images), content_dir)
     name = "ml-100k" if content_dir is None else f"ml-100k:{content_dir}"
-    return Dataset(name, inter, item_text=text, item_images=images, meta=source)
+    ds = Dataset(name, inter, item_text=text, item_images=images, meta=source)
+    if content_dir is not None and encode is not False:
+        # encode=None: attach 'text'/'image' features when the encode extra is installed (cached
+        # by content hash); True: require the extra; False: keep the raw content only.
+        from graphrec.data.encode import attach_encoded
+        attach_encoded(ds, encode)
+    return ds
 
 
 def wheel_is_cached(cache: Optional[str] = None) -> bool:
