@@ -194,6 +194,12 @@ def test_image_missing_and_unreadable_policy(shapes, tmp_path, logs):
     zeros = encode_images(paths, ids=ids, missing="zeros", progress=False)
     assert torch.equal(zeros[[0, 2, 5]], ref) and not zeros[[1, 3, 4]].any()
     assert any("3 of 6 image(s) missing or unreadable, filled with zeros" in m for m in logs)
+    none = encode_images([None, None], missing="zeros", progress=False)
+    assert none.shape == (2, 1280) and not none.any()
+    with pytest.raises(ValueError, match="no mean to fill with; first: item 'x'"):
+        encode_images([None], ids=["x"], missing="mean", progress=False)
+    with pytest.raises(ValueError, match="missing must be one of"):
+        encode_images([None], missing="drop")
 
 
 def test_image_truncated_file_fails_at_decode_naming_item(shapes, tmp_path):

@@ -1,4 +1,5 @@
 """SAND's CLUB estimator and the planted-structure property: generic parts align across modalities."""
+import pytest
 import torch
 
 from graphrec.datasets.synthetic import generate
@@ -18,7 +19,7 @@ def fit_club(x, y, steps=300):
         loss = club.learning_loss(x, y)
         loss.backward()
         opt.step()
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
     return club, first, float(loss)
 
 
@@ -49,6 +50,7 @@ def test_sand_heads_estimator_parameters_are_only_club():
     assert not est & {id(p) for p in heads.heads.parameters()}
 
 
+@pytest.mark.slow
 def test_generic_parts_become_more_aligned_than_unique_parts():
     """Planted data: both modalities share a generic factor and each has its own unique one. After
     training SAND, the cross-modal CKA of the generic halves grows more than that of the unique

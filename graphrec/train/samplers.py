@@ -80,8 +80,10 @@ class BPRSampler:
         return neg.view(-1, self.num_neg) if self.num_neg > 1 else neg
 
     def epoch(self, generator: torch.Generator) -> Iterator[Dict[str, torch.Tensor]]:
+        """Batches of one epoch; the negatives of the whole epoch are drawn in one vectorised pass."""
         perm = torch.randperm(self.user.numel(), generator=generator, device=self.device)
+        users, pos = self.user[perm], self.pos[perm]
+        neg = self.negatives(users, generator)
         for s in range(0, perm.numel(), self.batch_size):
-            idx = perm[s:s + self.batch_size]
-            users = self.user[idx]
-            yield {"user": users, "pos": self.pos[idx], "neg": self.negatives(users, generator)}
+            e = s + self.batch_size
+            yield {"user": users[s:e], "pos": pos[s:e], "neg": neg[s:e]}

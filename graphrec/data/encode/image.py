@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from graphrec.data.encode.cache import FeatureCache, encode_with_cache, sha256_hex
 from graphrec.data.encode.offline import files_digest, require
+from graphrec.data.features import MISSING_POLICIES  # the ItemFeatures missing-item policy names
 from graphrec.utils import chunks, log, resolve_device
 
 IMAGE_MODEL = "efficientnet-lite0"
@@ -28,7 +29,6 @@ IMAGE_DIM = 1280
 IMAGE_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MISSING_POLICIES = ("error", "mean", "zeros")
 # Bump when preprocessing changes so cached rows from the old pipeline are not reused.
 PREPROCESS_VERSION = "rgb-bilinear224-imagenet-v1"
 
@@ -181,9 +181,10 @@ def encode_images(paths: Sequence[Optional[str | os.PathLike]], batch_size: int 
     if bad:
         ok = np.ones(n, dtype=bool)
         ok[list(bad)] = False
-        if not ok.any():
-            raise ValueError(f"none of the {n} images could be encoded; first: "
-                             f"{_describe(0, paths, ids, bad[0])}")
+        if missing == "mean" and not ok.any():
+            first = min(bad)
+            raise ValueError(f"none of the {n} images could be encoded, so there is no mean to fill "
+                             f"with; first: {_describe(first, paths, ids, bad[first])}")
         fill = feats[ok].mean(axis=0) if missing == "mean" else np.zeros(IMAGE_DIM, dtype=np.float32)
         feats[~ok] = fill
         shown = "; ".join(_describe(i, paths, ids, w) for i, w in sorted(bad.items())[:5])
