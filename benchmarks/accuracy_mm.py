@@ -27,7 +27,7 @@ DATASETS = {
     "ml100k": {"name": f"mmrec:{DATA / 'mmrec_format' / 'ml100k_mm'}", "overrides": {}},
     # RecBole-seq files used as general top-K: a fresh 8:1:1 per-user random split of all events,
     # MiniLM text features only, so the second SAND 'modality' is a learnable item-ID table.
-    "scientific": {"name": f"recbole-seq:{DATA / 'amazon_scientific_seq'}",
+    "scientific": {"name": "scientific-text",
                    "overrides": {"data": {"split": "random", "ratios": [0.8, 0.1, 0.1]}},
                    "model_overrides": {"vbpr": {"modalities": ["text"]}, "freedom": {"modalities": ["text"]},
                                        "sand": {"modalities": ["text", "id"]}}},
@@ -37,6 +37,19 @@ ALL = ["lightgcn", "vbpr", "freedom", "sand-a", "sand-b", "sand-c", "sand-d", "v
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 # MMRec's own numbers on ml100k_mm (issue 6), test at best valid Recall@20
 MMREC_ML100K = {"lightgcn": {"recall@20": 0.3482, "ndcg@20": 0.2808}, "freedom": {"recall@20": 0.3436, "ndcg@20": 0.2865}}
+
+
+def register_scientific_text() -> None:
+    """`scientific-text`: the RecBole-seq Scientific set with its item text encoded by MiniLM
+    (graphrec.data.encode, cached), since the recbole-seq loader keeps raw text only."""
+    from graphrec.datasets import load, register
+
+    def loader(**_: object):
+        from graphrec.data.encode import attach_encoded
+        ds = load(f"recbole-seq:{DATA / 'amazon_scientific_seq'}")
+        return attach_encoded(ds, True, modalities=("text",), progress=False)
+
+    register("scientific-text", loader, "Amazon Scientific (RecBole-seq) + MiniLM text features")
 
 
 def model_overrides(ds: dict, model: str) -> dict:
@@ -57,7 +70,7 @@ def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: st
     res_path = os.path.join(out, "result.json")
     if os.path.exists(res_path):
         with open(res_path) as f:
-            return json.load(f)
+            return _with_config(json.load(f))
     if os.path.isdir(out):  # an interrupted run: start it again from scratch
         import shutil
         shutil.rmtree(out)
@@ -74,6 +87,17 @@ def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: st
     print(f"[{time.strftime('%H:%M:%S')}] {dataset} {model} seed {seed}: valid R@20 {r['valid']['recall@20']:.4f} "
           f"test R@20 {r['test']['recall@20']:.4f} (best epoch {r['best_epoch']}/{r['epochs_run']}, "
           f"{time.time() - t0:.0f} s)", flush=True)
+    return _with_config(r)
+
+
+def _with_config(r: dict) -> dict:
+    """Attach the run's resolved model/train configuration (from its config.yaml)."""
+    import yaml
+    path = os.path.join(r["run_dir"], "config.yaml")
+    if os.path.exists(path):
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+        r["config"] = {"model_params": cfg.get("model_params"), "train": cfg.get("train"), "data": cfg.get("data")}
     return r
 
 
@@ -126,6 +150,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ablation", action="store_true", help="SAND-a with and without distancing (and alignment)")
     a = ap.parse_args(argv)
     import torch
+    register_scientific_text()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     seeds = [int(s) for s in a.seeds.split(",")]
     extra = json.loads(a.set)

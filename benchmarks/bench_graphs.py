@@ -53,6 +53,11 @@ def case_co() -> dict:
     train = ds.interactions
     out = {}
     for topk in (None, 50):
+        try:  # reset the high-water mark so the second build is measured on its own
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
         base = _kib("VmRSS")
         t0 = time.perf_counter()
         g = cointeraction_graph(train, side="user", topk=topk)

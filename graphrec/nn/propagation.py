@@ -6,36 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-
-def _as_sparse(graph: Any) -> torch.Tensor:
-    """Accept a `SparseGraph` (``.adj``) or a torch sparse tensor."""
-    return graph.adj if hasattr(graph, "adj") else graph
-
-
-class _SymmetricSpMM(torch.autograd.Function):
-    """y = A x for a SYMMETRIC sparse A; backward dL/dx = A^T g = A g.
-
-    torch's generic sparse-CSR backward transposes A on every call; exploiting symmetry reuses
-    the same CSR in both directions (no transpose, no conversion), the normalised bipartite graph
-    D^-1/2 A D^-1/2 being symmetric by construction.
-    """
-
-    @staticmethod
-    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.adj = adj
-        return torch.sparse.mm(adj, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return None, torch.sparse.mm(ctx.adj, grad.contiguous())
-
-
-def sym_spmm(adj: Any, x: torch.Tensor) -> torch.Tensor:
-    """A @ x for a symmetric sparse A (CSR or COO), differentiable w.r.t. x."""
-    a = _as_sparse(adj)
-    if x.requires_grad:
-        return _SymmetricSpMM.apply(a, x)
-    return torch.sparse.mm(a, x)
+from graphrec.graphs.sparse import spmm
 
 
 class LightGCNPropagation(nn.Module):
@@ -47,7 +18,9 @@ class LightGCNPropagation(nn.Module):
         \sum_{l=0}^{K} E^{(l)} \;(\text{"sum"})
 
     with :math:`\hat{A} = D^{-1/2} A D^{-1/2}` the symmetric-normalised (U+I)x(U+I) bipartite
-    graph, given already normalised. ``readout="last"`` returns :math:`E^{(K)}`.
+    graph, given already normalised. ``readout="last"`` returns :math:`E^{(K)}`. Products go
+    through `graphrec.graphs.spmm` (a CSR product whose backward reuses the graph's cached
+    transpose: the graph itself, being symmetric).
     """
 
     def __init__(self, num_layers: int = 2, readout: str = "mean"):
@@ -65,7 +38,7 @@ class LightGCNPropagation(nn.Module):
         h = x
         acc = x if self.readout != "last" else None
         for _ in range(self.num_layers):
-            h = sym_spmm(graph, h)
+            h = spmm(graph, h)
             if acc is not None:
                 acc = acc + h
         if self.readout == "last":

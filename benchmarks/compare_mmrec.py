@@ -1,0 +1,341 @@
+"""graphrec beside MMRec's own implementation (and the official SAND code) on byte-identical data.
+
+    python benchmarks/compare_mmrec.py --mmrec PATH/TO/MMRec [--sand PATH/TO/SAND]
+        [--dataset synthetic-clothing] [--scale 1] [--models lightgcn,freedom] [--epochs 3]
+        [--threads 2] [--work DIR] [--out benchmarks/results/compare_mmrec] [--label TEXT]
+
+PATH is the user's own checkout; nothing of it is vendored here and the checkout is never
+modified: it is copied into a temporary work directory, where four behaviour-preserving edits
+make it run on a current stack (Python 3.11, torch >= 2.6, numpy 2, scipy >= 1.12):
+
+1. DOK adjacency filled through scipy's removed private ``_update`` -> ``_dict.update`` (same entries);
+2. the removed ``np.float`` alias in its metrics -> the builtin ``float`` it meant;
+3. ``torch.load`` of a cached kNN graph -> ``weights_only=False`` (torch >= 2.6 default changed);
+4. unused image-helper imports of its dataset module (torchvision, lmdb) guarded by ``try/except
+   ImportError`` (feature-based models never call them).
+
+The dataset is generated (or loaded) by graphrec, split once, and exported in MMRec's layout with
+`graphrec.data.export.export_mmrec`; MMRec runs its own ``quick_start`` on that directory (CPU,
+``epochs`` = N, valid and test evaluated after every epoch as MMRec always does) and graphrec runs
+``graphrec.bench.worker`` on the same directory (``mmrec:<dir>``). MMRec's per-epoch training and
+valid-evaluation times are read from its log; its peak memory is the process's RSS high-water mark.
+Both sides use the same thread count. Without ``--mmrec`` only graphrec is measured, and the MMRec
+column holds the figures recorded on this machine kind (``graphrec.bench.reference``), labelled so.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+# graphrec model -> (MMRec model name, which checkout runs it, hyper-parameters of the single grid point)
+MMREC_MODELS: Dict[str, Tuple[str, str, dict]] = {
+    "mf": ("BPR", "mmrec", {"reg_weight": 1e-4}),
+    "lightgcn": ("LightGCN", "mmrec", {"n_layers": 2, "reg_weight": 1e-4}),
+    "vbpr": ("VBPR", "mmrec", {"reg_weight": 1e-4}),
+    "freedom": ("FREEDOM", "mmrec", {"dropout": 0.8, "reg_weight": 0.0, "knn_k": 10, "mm_image_weight": 0.1}),
+    "sand-a": ("SAND", "sand", {}),
+    "sand": ("SAND", "sand", {}),
+}
+# graphrec settings matching MMRec's single grid point (graphrec defaults are MMRec's already;
+# listed so a changed graphrec default cannot silently break the comparison)
+GRAPHREC_SETS: Dict[str, List[str]] = {
+    "lightgcn": ["model.n_layers=2", "model.reg_weight=0.0001", "model.embedding_dim=64"],
+    "freedom": ["model.dropout=0.8", "model.reg_weight=0.0", "model.knn_k=10", "model.mm_image_weight=0.1"],
+}
+COMMON_SETS = ["train.batch_size=2048", "train.lr=0.001", "train.num_neg=1", "train.neg_sampling=uniform"]
+
+_TRAIN_RE = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s")
+_EVAL_RE = re.compile(r"epoch (\d+) evaluating \[time: ([0-9.]+)s")
+PEAK_MARKER = "MMREC_PEAK_RSS_KB "
+
+
+# -- the copy and its four edits ----------------------------------------------------------------
+def copy_tree(src: str, dst: str) -> str:
+    """Copy a checkout (code and configs only: no .git, data, saved models or logs) to ``dst``."""
+    if not os.path.isdir(os.path.join(src, "src")):
+        raise FileNotFoundError(f"{src}: not an MMRec-style checkout (no src/ directory)")
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".git", "data", "saved", "log", "__pycache__",
+                                                            "*.pt", "*.npy", "recommend_topk"))
+    return dst
+
+
+def _sub(path: str, pattern: str, repl: str, what: str, changes: List[str]) -> None:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    new, n = re.subn(pattern, repl, text)
+    if n:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+        changes.append(f"{os.path.relpath(path)}: {what} ({n}x)")
+
+
+def _guard_imports(path: str, modules: Tuple[str, ...], changes: List[str]) -> None:
+    """Wrap top-level imports of ``modules`` in try/except ImportError (located with ``ast``, so a
+    parenthesised multi-line import is wrapped whole)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    tree = ast.parse(text)
+    lines = text.splitlines(keepends=True)
+    spans = []
+    for node in tree.body:
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n == m or n.startswith(m + ".") or n.endswith("." + m) for n in names for m in modules):
+            spans.append((node.lineno - 1, node.end_lineno))
+    for start, end in reversed(spans):
+        body = ["    " + ln if ln.strip() else ln for ln in lines[start:end]]
+        if body and not body[-1].endswith("\n"):
+            body[-1] += "\n"
+        lines[start:end] = ["try:  # graphrec compare: unused by feature-based models\n", *body,
+                            "except ImportError:\n", "    pass\n"]
+    if spans:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(lines))
+        changes.append(f"{os.path.relpath(path)}: guarded {len(spans)} unused import(s) of {', '.join(modules)}")
+
+
+def patch_tree(root: str) -> List[str]:
+    """Apply the four behaviour-preserving edits to the copy at ``root``; returns what changed."""
+    changes: List[str] = []
+    src = os.path.join(root, "src")
+    for dirpath, _, files in os.walk(src):
+        for fn in files:
+            if not fn.endswith(".py"):
+                continue
+            p = os.path.join(dirpath, fn)
+            # 1. scipy >= 1.12 removed dok_matrix._update; its entries live in ._dict
+            _sub(p, r"(\w+)\._update\(", r"\1._dict.update(", "dok _update -> _dict.update", changes)
+            # 2. numpy >= 1.24 removed the np.float alias (np.float32 etc. untouched)
+            _sub(p, r"\bnp\.float\b(?!\d|_)", "float", "np.float -> float", changes)
+            # 3. torch >= 2.6 loads weights only by default; the cached graph is a pickled tensor
+            _sub(p, r"torch\.load\(((?:(?!weights_only)[^()\n])*)\)", r"torch.load(\1, weights_only=False)",
+                 "torch.load(..., weights_only=False)", changes)
+    # 4. image helpers (torchvision, lmdb) unused by models that read precomputed features
+    ds = os.path.join(src, "utils", "dataset.py")
+    if os.path.exists(ds):
+        _guard_imports(ds, ("data_utils", "lmdb", "torchvision"), changes)
+    return changes
+
+
+def config_dir_cwd(root: str) -> str:
+    """The directory MMRec must run from: its configurator reads ``src/configs`` relative to the
+    working directory in some versions and ``configs`` in others."""
+    conf = os.path.join(root, "src", "utils", "configurator.py")
+    with open(conf, encoding="utf-8") as f:
+        text = f.read()
+    return root if "'src/configs'" in text or '"src/configs"' in text else os.path.join(root, "src")
+
+
+def write_dataset_yaml(root: str, name: str, modalities: List[str]) -> str:
+    cwd = config_dir_cwd(root)
+    d = os.path.join(cwd, "src", "configs", "dataset") if cwd == root else os.path.join(cwd, "configs", "dataset")
+    os.makedirs(d, exist_ok=True)
+    lines = ["USER_ID_FIELD: userID", "ITEM_ID_FIELD: itemID", "TIME_FIELD: timestamp",
+             "filter_out_cod_start_users: True", f"inter_file_name: '{name}.inter'", 'field_separator: "\\t"']
+    if "image" in modalities:
+        lines.append("vision_feature_file: 'image_feat.npy'")
+    if "text" in modalities:
+        lines.append("text_feature_file: 'text_feat.npy'")
+    path = os.path.join(d, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def parse_mmrec_log(text: str) -> Dict[str, List[float]]:
+    """Per-epoch training and valid-evaluation seconds from MMRec's log lines."""
+    return {"train_s": [float(m.group(2)) for m in _TRAIN_RE.finditer(text)],
+            "eval_s": [float(m.group(2)) for m in _EVAL_RE.finditer(text)]}
+
+
+_WRAPPER = r'''
+import os, sys, yaml
+threads = int(sys.argv[5])
+import torch
+if threads:
+    torch.set_num_threads(threads)
+sys.path.insert(0, sys.argv[1])
+from utils.quick_start import quick_start
+model, dataset, cfg = sys.argv[2], sys.argv[3], __import__("json").loads(sys.argv[4])
+conf_dir = "src/configs" if os.path.isdir("src/configs") else "configs"
+myaml = os.path.join(conf_dir, "model", model + ".yaml")
+fixed = dict(cfg.pop("model_params"))
+if os.path.exists(myaml):
+    with open(myaml) as f:
+        y = yaml.safe_load(f) or {}
+    for h in y.get("hyper_parameters") or []:
+        if h not in fixed:
+            v = y.get(h)
+            fixed[h] = v[0] if isinstance(v, list) and v else v
+cfg.update(fixed)
+cfg["hyper_parameters"] = ["seed"]
+quick_start(model=model, dataset=dataset, config_dict=cfg, save_model=False)
+with open("/proc/self/status") as f:
+    for line in f:
+        if line.startswith("VmHWM:"):
+            print("''' + PEAK_MARKER + r'''" + line.split()[1], flush=True)
+'''
+
+
+def run_mmrec(root: str, mmrec_model: str, dataset: str, data_root: str, epochs: int, params: dict,
+              threads: int, timeout: Optional[float] = None) -> dict:
+    """Run ``quick_start`` of the patched copy at ``root``; times from its log, peak RSS from /proc."""
+    for f in os.listdir(os.path.join(data_root, dataset)):
+        if f.startswith("mm_adj") and f.endswith(".pt"):  # FREEDOM's kNN cache: time the build
+            os.remove(os.path.join(data_root, dataset, f))
+    cfg = {"epochs": int(epochs), "use_gpu": False, "data_path": os.path.abspath(data_root) + os.sep,
+           "stopping_step": 10 ** 6, "seed": [999], "save_recommended_topk": False, "model_params": params}
+    cwd = config_dir_cwd(root)
+    wrapper = os.path.join(root, "_graphrec_compare_run.py")
+    with open(wrapper, "w") as f:
+        f.write(_WRAPPER)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, wrapper, os.path.join(root, "src"), mmrec_model, dataset,
+                           json.dumps(cfg), str(threads)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    wall = time.perf_counter() - t0
+    text = proc.stdout + "\n" + proc.stderr
+    logs = sorted((os.path.join(dp, fn) for dp, _, fs in os.walk(cwd) for fn in fs if fn.endswith(".log")),
+                  key=os.path.getmtime)
+    if logs:  # MMRec also writes its log to a file; prefer it when the console got nothing
+        with open(logs[-1], errors="replace") as f:
+            text += "\n" + f.read()
+    times = parse_mmrec_log(text)
+    if proc.returncode != 0 or not times["train_s"]:
+        tail = " | ".join(text.strip().splitlines()[-10:])
+        raise RuntimeError(f"MMRec {mmrec_model} failed (exit {proc.returncode}): {tail}")
+    peak = [int(line[len(PEAK_MARKER):]) for line in proc.stdout.splitlines() if line.startswith(PEAK_MARKER)]
+    n = len(times["train_s"])
+    timed = times["train_s"][1:] if n > 1 else times["train_s"]
+    ev = times["eval_s"][1:] if len(times["eval_s"]) > 1 else times["eval_s"]
+    return {"train_s_epochs": times["train_s"], "eval_s_runs": times["eval_s"],
+            "train_s": statistics.median(timed), "eval_s": statistics.median(ev) if ev else None,
+            "peak_rss_gb": peak[-1] / 2**20 if peak else None, "wall_s": round(wall, 2)}
+
+
+def _git(path: str) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=path, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def export_dataset(dataset: str, scale: Optional[float], out_root: str) -> Tuple[str, str, List[str]]:
+    """Generate/load ``dataset``, split it as graphrec does, export it; returns (dir, name, modalities)."""
+    from graphrec import config as config_mod
+    from graphrec.data.export import export_mmrec
+    from graphrec.datasets import load
+    from graphrec.train.pipeline import make_split
+
+    ds = load(dataset, **({"scale": scale} if scale is not None else {}))
+    split = make_split(ds, config_mod.load_config("lightgcn", dataset))
+    name = re.sub(r"[^A-Za-z0-9_]", "_", dataset) + (f"_x{scale:g}".replace(".", "p") if scale else "")
+    d = os.path.join(out_root, name)
+    export_mmrec(ds, split, d, name)
+    mods = ds.features.modalities if ds.features is not None else []
+    return d, name, mods
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mmrec", help="path of a local MMRec checkout (never modified; a copy is patched)")
+    ap.add_argument("--sand", help="path of a local copy of the official SAND code (for sand-a)")
+    ap.add_argument("--dataset", default="synthetic-clothing")
+    ap.add_argument("--scale", type=float)
+    ap.add_argument("--models", default="lightgcn,freedom")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per side, the first a warm-up (default 3)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--work", help="work directory (default: a temporary one, removed afterwards)")
+    ap.add_argument("--out", default="benchmarks/results/compare_mmrec", help="output prefix (.json, .md)")
+    ap.add_argument("--label", default="", help="e.g. 'shared machine, preliminary'")
+    ap.add_argument("--timeout", type=float, help="seconds per run")
+    a = ap.parse_args(argv)
+
+    from graphrec.bench import reference as ref
+    from graphrec.bench import tables
+    from graphrec.bench.runner import run_one
+
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    work = a.work or tempfile.mkdtemp(prefix="graphrec-compare-")
+    rows, measured, notes = [], {}, []
+    try:
+        data_root = os.path.join(work, "data")
+        ddir, name, mods = export_dataset(a.dataset, a.scale, data_root)
+        print(f"exported {a.dataset} to {ddir} (MMRec layout)")
+        copies: Dict[str, str] = {}
+        for kind, path in (("mmrec", a.mmrec), ("sand", a.sand)):
+            if path:
+                dst = copy_tree(os.path.abspath(path), os.path.join(work, kind))
+                for c in patch_tree(dst):
+                    notes.append(f"{kind}: {c}")
+                write_dataset_yaml(dst, name, mods)
+                copies[kind] = dst
+        for m in models:
+            sets = COMMON_SETS + GRAPHREC_SETS.get(m, [])
+            print(f"graphrec {m} on mmrec:{ddir} ...")
+            ours = run_one(m, f"mmrec:{ddir}", a.epochs, None, sets, "cpu", a.threads, 1, a.timeout)
+            ours["dataset"] = a.dataset  # the same data, under the name the tables know
+            if ours.get("error"):
+                print(f"graphrec {m} FAILED: {ours['error']}")
+            row = {"dataset": a.dataset, "model": m, "graphrec": ours}
+            spec = MMREC_MODELS.get(m)
+            if spec and spec[1] in copies:
+                print(f"MMRec ({spec[1]}) {spec[0]} ...")
+                try:
+                    r = run_mmrec(copies[spec[1]], spec[0], name, data_root, a.epochs, spec[2], a.threads, a.timeout)
+                    row["mmrec_run"] = r
+                    row["mmrec"] = {"train_s": (r["train_s"], r["train_s"]),
+                                    "eval_s": (r["eval_s"], r["eval_s"]) if r["eval_s"] else None,
+                                    "rss_gb": (r["peak_rss_gb"], r["peak_rss_gb"])}
+                    row["mmrec"] = {k: v for k, v in row["mmrec"].items() if v}
+                    measured[(a.dataset, m)] = row["mmrec"]
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    row["mmrec_error"] = str(e)
+                    print(f"MMRec {spec[0]} FAILED: {e}")
+            rows.append(row)
+    finally:
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+    ours = [r["graphrec"] for r in rows if not r["graphrec"].get("error")]
+    src = ", ".join(f"{k} {_git(p)}" for k, p in (("MMRec", a.mmrec), ("SAND", a.sand)) if p)
+    out = {"kind": "graphrec-compare-mmrec", "label": a.label, "dataset": a.dataset, "scale": a.scale,
+           "epochs": a.epochs, "threads": a.threads, "edits": notes,
+           "source": f"compare_mmrec.py, same run ({src})" if measured else ref.MMREC_SOURCE,
+           "mmrec_device": (ours[0]["device_name"] + f", {a.threads} threads") if ours and measured else ref.MMREC_DEVICE,
+           "rows": rows}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out + ".json", "w") as f:
+        json.dump(out, f, indent=2, default=str)
+    if measured:
+        md = tables.mmrec_table(ours, measured, source=out["source"], device=out["mmrec_device"])
+        head = "graphrec and MMRec measured in one run on byte-identical data"
+    else:
+        md = tables.mmrec_table(ours)
+        head = ("graphrec measured now; MMRec column = figures recorded on the same machine kind "
+                "(reference, not re-run: pass --mmrec PATH to measure it)")
+    text = f"# graphrec beside MMRec\n\n{head}. {a.label}\n\n{md}\n"
+    if notes:
+        text += "\nEdits applied to the temporary copy:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    with open(a.out + ".md", "w") as f:
+        f.write(text)
+    print(text)
+    print(f"wrote {a.out}.json and {a.out}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

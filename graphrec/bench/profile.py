@@ -1,0 +1,216 @@
+"""Where an epoch's time goes: sampling, propagation, loss, backward, optimiser step, evaluation.
+
+`profile_model` builds a model as `graphrec.bench.worker` does, runs one warm-up epoch, then one
+epoch whose steps are timed region by region (wall clock, with CUDA synchronisation on a GPU),
+then one epoch under ``torch.profiler`` for the operator table, and one valid evaluation split
+into propagation, scoring and the rest (masking, top-k, metrics). The step order is the
+trainer's (`Trainer._train_epoch`): auxiliary estimator steps, ``zero_grad``, ``propagate``,
+``loss``, ``backward``, ``step``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Callable, Iterable, Optional, Sequence
+
+MARKER = "GRAPHREC_PROFILE_MD "
+
+
+class _Regions:
+    def __init__(self, device):
+        self.device = device
+        self.seconds: "OrderedDict[str, float]" = OrderedDict()
+
+    @contextmanager
+    def __call__(self, name: str):
+        import torch
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        with torch.profiler.record_function(name):
+            yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _epoch(model, sampler, opt, aux_opt, generator, regions: _Regions) -> int:
+    """One training epoch in the trainer's step order, every step inside a named region."""
+    model.train()
+    model.pre_epoch(0, generator)
+    it = iter(sampler.epoch(generator))
+    n = 0
+    while True:
+        with regions("sample"):
+            batch = next(it, None)
+        if batch is None:
+            break
+        if aux_opt is not None:
+            with regions("aux_steps"):
+                for _ in range(max(1, int(getattr(model, "auxiliary_steps", 1)))):
+                    aux_opt.zero_grad(set_to_none=True)
+                    terms = model.auxiliary_loss(batch)
+                    if not terms:
+                        break
+                    sum(terms.values()).backward()
+                    aux_opt.step()
+        with regions("zero_grad"):
+            opt.zero_grad(set_to_none=True)
+        with regions("propagate"):
+            reps = model.propagate()
+        with regions("loss"):
+            loss = sum(model.loss(batch, reps).values())
+        with regions("backward"):
+            loss.backward()
+        with regions("optimizer_step"):
+            opt.step()
+        n += 1
+    return n
+
+
+def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets: Iterable[str] = (),
+                  device: Optional[str] = None, threads: Optional[int] = None, top: int = 15) -> str:
+    """Markdown: region table of one epoch and one evaluation, then the top operators."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    import tempfile
+
+    from graphrec import config as config_mod
+    from graphrec.bench.environment import environment
+    from graphrec.bench.worker import bench_overrides
+    from graphrec.train.pipeline import evaluators, prepare
+    from graphrec.train.samplers import BPRSampler
+    from graphrec.train.trainer import make_optimizer
+
+    with tempfile.TemporaryDirectory(prefix="graphrec-prof-") as tmp:
+        cfg = config_mod.load_config(model, dataset, (), bench_overrides(1, scale, sets, device,
+                                                                        os.path.join(tmp, "cache")))
+        p = prepare(cfg)
+    t = cfg["train"]
+    valid, _ = evaluators(p)
+    m = p.model
+    if m.batch_kind != "bpr":
+        raise ValueError(f"profile: model {model!r} is not trained by SGD")
+    sampler = BPRSampler(p.split.train, batch_size=int(t["batch_size"]), num_neg=int(t["num_neg"]),
+                         mode=t["neg_sampling"], alpha=float(t["neg_alpha"]), device=p.device)
+    opt = make_optimizer(t["optimizer"], [q for q in m.main_parameters() if q.requires_grad], t["lr"],
+                         t["weight_decay"])
+    aux = m.auxiliary_parameters()
+    aux_opt = make_optimizer(t["optimizer"], aux, t.get("aux_lr") or t["lr"], 0.0) if aux else None
+    gen = torch.Generator(device=p.device).manual_seed(int(cfg["seed"]))
+    _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device))  # warm-up
+    regions = _Regions(p.device)
+    t0 = time.perf_counter()
+    n_batches = _epoch(m, sampler, opt, aux_opt, gen, regions)
+    epoch_s = time.perf_counter() - t0
+
+    # evaluation: time propagate and score by wrapping them on this instance only
+    ev = _Regions(p.device)
+    orig_prop, orig_score = m.propagate, m.score
+
+    def prop():
+        with ev("eval_propagate"):
+            return orig_prop()
+
+    def score(users, reps):
+        with ev("eval_score"):
+            return orig_score(users, reps)
+
+    m.propagate, m.score = prop, score
+    try:
+        valid.evaluate(m)  # warm
+        ev.seconds.clear()
+        t1 = time.perf_counter()
+        valid.evaluate(m)
+        eval_s = time.perf_counter() - t1
+    finally:
+        del m.propagate, m.score
+    ev.seconds["eval_mask_topk_metrics"] = eval_s - sum(ev.seconds.values())
+
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if p.device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=acts) as prof:
+        _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device))
+    sort = "self_cuda_time_total" if p.device.type == "cuda" else "self_cpu_time_total"
+    ops = prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=48)
+
+    env = environment(p.device)
+    lines = [f"### {model} on {dataset}" + (f" (scale {scale:g})" if scale else ""),
+             "",
+             f"{p.split.n_users:,} users, {p.split.n_items:,} items, {len(p.split.train):,} training pairs, "
+             f"{n_batches} batches of {t['batch_size']}; {env['device_name']} ({env['device']}, "
+             f"{env['threads']} threads), torch {env['torch']}, commit {env['git_commit']}.",
+             "",
+             f"One training epoch (after a warm-up epoch): {epoch_s:.3f} s; one valid evaluation "
+             f"({int(valid.users.numel()):,} users): {eval_s:.3f} s.",
+             "",
+             "| region | seconds | share |", "|---|---|---|"]
+    accounted = sum(regions.seconds.values())
+    for name, s in regions.seconds.items():
+        lines.append(f"| train: {name} | {s:.3f} | {100 * s / epoch_s:.1f}% of epoch |")
+    lines.append(f"| train: loop overhead | {epoch_s - accounted:.3f} | {100 * (epoch_s - accounted) / epoch_s:.1f}% of epoch |")
+    for name, s in ev.seconds.items():
+        lines.append(f"| {name.replace('_', ' ', 1)} | {s:.3f} | {100 * s / eval_s:.1f}% of evaluation |")
+    lines += ["", f"Top operators of one profiled epoch (torch.profiler, by self time; the profiler adds "
+                  f"overhead, so use the region table for shares):", "", "```", ops.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def profile_models(models: Sequence[str], dataset: str, out: str, scale: Optional[float] = None,
+                   sets: Iterable[str] = (), device: Optional[str] = None, threads: Optional[int] = None,
+                   echo: Callable[[str], None] = print) -> str:
+    """Profile each model in its own process; write the markdown to ``out`` and return it."""
+    from graphrec.utils import atomic_write_bytes
+
+    parts = ["# Where the time goes\n"]
+    for model in models:
+        echo(f"profile: {model} on {dataset} ...")
+        cmd = [sys.executable, "-m", "graphrec.bench.profile", model, dataset]
+        if scale is not None:
+            cmd += ["--scale", repr(float(scale))]
+        for s in sets:
+            cmd += ["--set", s]
+        if device:
+            cmd += ["--device", device]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        env = dict(os.environ)
+        env.setdefault("GRAPHREC_LOG", "WARNING")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            msg = " | ".join(proc.stderr.strip().splitlines()[-6:])
+            echo(f"profile: {model} FAILED: {msg}")
+            parts.append(f"### {model} on {dataset}\n\nfailed: {msg}\n")
+            continue
+        md = proc.stdout.split(MARKER, 1)[-1]
+        parts.append(md)
+    text = "\n".join(parts)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    atomic_write_bytes(out, text.encode())
+    return text
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m graphrec.bench.profile")
+    ap.add_argument("model")
+    ap.add_argument("dataset")
+    ap.add_argument("--scale", type=float)
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--device")
+    ap.add_argument("--threads", type=int)
+    a = ap.parse_args(argv)
+    md = profile_model(a.model, a.dataset, a.scale, a.sets, a.device, a.threads)
+    sys.stdout.write(MARKER + md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""benchmarks/compare_mmrec.py without MMRec: the copy, the four edits, the log parser, the export."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cm():
+    spec = importlib.util.spec_from_file_location("compare_mmrec", ROOT / "benchmarks" / "compare_mmrec.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fake_checkout(root: Path) -> None:
+    """A tiny tree with the four patterns the edits target (written for this test, not MMRec's code)."""
+    (root / "src" / "models").mkdir(parents=True)
+    (root / "src" / "utils").mkdir(parents=True)
+    (root / "src" / "configs" / "dataset").mkdir(parents=True)
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: x\n")
+    (root / "data" / "big").mkdir(parents=True)
+    (root / "data" / "big" / "image_feat.npy").write_bytes(b"x" * 10)
+    (root / "src" / "models" / "gcn.py").write_text(textwrap.dedent("""\
+        import scipy.sparse as sp
+        import numpy as np
+        import torch
+        def adj(n, d):
+            A = sp.dok_matrix((n, n), dtype=np.float32)
+            A._update(d)
+            return A
+        def cached(path):
+            return torch.load(path)
+        def cached2(path):
+            return torch.load(path, weights_only=False)
+        """))
+    (root / "src" / "utils" / "metrics.py").write_text(textwrap.dedent("""\
+        import numpy as np
+        def r(x):
+            a = np.asarray(x, dtype=np.float)
+            b = np.asarray(x, dtype=np.float32)
+            return a, b
+        """))
+    (root / "src" / "utils" / "dataset.py").write_text(textwrap.dedent("""\
+        import os
+        import numpy as np
+        from utils.data_utils import (ImageResize, ImagePad,
+                                      image_to_tensor)
+        import lmdb
+
+
+        class RecDataset:
+            pass
+        """))
+    (root / "src" / "utils" / "configurator.py").write_text("cur = os.path.join(cur, 'configs')\n")
+
+
+def test_copy_and_patch_leave_the_original_untouched(cm, tmp_path):
+    orig = tmp_path / "MMRec"
+    _fake_checkout(orig)
+    before = {p: p.read_bytes() for p in orig.rglob("*") if p.is_file()}
+    dst = cm.copy_tree(str(orig), str(tmp_path / "work" / "mmrec"))
+    changes = cm.patch_tree(dst)
+    assert {p: p.read_bytes() for p in orig.rglob("*") if p.is_file()} == before  # never modified
+    d = Path(dst)
+    assert not (d / ".git").exists() and not (d / "data").exists()  # code only, no data, no history
+    gcn = (d / "src" / "models" / "gcn.py").read_text()
+    assert "A._dict.update(d)" in gcn and "._update(" not in gcn
+    assert "torch.load(path, weights_only=False)" in gcn
+    assert gcn.count("weights_only=False") == 2  # the already-explicit call is left alone
+    met = (d / "src" / "utils" / "metrics.py").read_text()
+    assert "dtype=float)" in met and "dtype=np.float32" in met
+    ds = (d / "src" / "utils" / "dataset.py").read_text()
+    ns: dict = {}
+    exec(compile(ds, "dataset.py", "exec"), ns)  # imports guarded: runs without data_utils and lmdb
+    assert "RecDataset" in ns
+    assert len(changes) == 4
+    assert cm.patch_tree(dst)[:1] == [c for c in cm.patch_tree(dst)][:1]  # idempotent enough to re-run
+
+
+def test_patch_is_idempotent(cm, tmp_path):
+    orig = tmp_path / "MMRec"
+    _fake_checkout(orig)
+    dst = cm.copy_tree(str(orig), str(tmp_path / "copy"))
+    cm.patch_tree(dst)
+    snap = {p: p.read_bytes() for p in Path(dst).rglob("*.py")}
+    second = cm.patch_tree(dst)
+    # a second pass may only re-guard nothing and re-edit nothing except the already-guarded imports
+    assert all("guarded" in c for c in second) or not second
+    for p, b in snap.items():
+        if p.name != "dataset.py":
+            assert p.read_bytes() == b
+
+
+def test_config_cwd_and_dataset_yaml(cm, tmp_path):
+    root = tmp_path / "m"
+    _fake_checkout(root)
+    assert cm.config_dir_cwd(str(root)) == str(root / "src")
+    y = cm.write_dataset_yaml(str(root), "synthetic_clothing", ["image", "text"])
+    text = Path(y).read_text()
+    assert Path(y).parent == root / "src" / "configs" / "dataset"
+    assert "inter_file_name: 'synthetic_clothing.inter'" in text and "vision_feature_file" in text
+    (root / "src" / "utils" / "configurator.py").write_text("cur = os.path.join(cur, 'src/configs')\n")
+    assert cm.config_dir_cwd(str(root)) == str(root)
+
+
+def test_parse_mmrec_log(cm):
+    log = ("Thu 01 INFO epoch 0 training [time: 17.52s, train loss: 120.1]\n"
+           "Thu 01 INFO epoch 0 evaluating [time: 8.31s, valid_score: 0.010000]\n"
+           "Thu 01 INFO epoch 1 training [time: 16.04s, train loss: 99.0]\n"
+           "Thu 01 INFO epoch 1 evaluating [time: 8.02s, valid_score: 0.020000]\n")
+    assert cm.parse_mmrec_log(log) == {"train_s": [17.52, 16.04], "eval_s": [8.31, 8.02]}
+
+
+def test_export_reads_back_identically(cm, tmp_path):
+    d, name, mods = cm.export_dataset("synthetic", 0.05, str(tmp_path / "data"))
+    assert sorted(mods) == ["image", "text"]
+    inter = Path(d) / f"{name}.inter"
+    header = inter.read_text().splitlines()[0].split("\t")
+    assert header[:2] == ["userID", "itemID"] and header[-1] == "x_label"
+    from graphrec.datasets import load
+    back = load(f"mmrec:{d}")
+    rows = inter.read_text().splitlines()[1:]
+    labels = np.array([int(r.split("\t")[-1]) for r in rows])
+    assert len(back.split.train) == int((labels == 0).sum())
+    assert len(back.split.valid) == int((labels == 1).sum()) and len(back.split.test) == int((labels == 2).sum())
+    assert os.path.exists(Path(d) / "image_feat.npy")
