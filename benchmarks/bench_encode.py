@@ -133,8 +133,9 @@ def render(r: dict, tag: str) -> str:
         f"Load average before/after: {r['loadavg_before']} / {r['loadavg_after']}.", "",
         "**Machine caveat:** measured on a shared machine (2 cores, several engineers running jobs), "
         "so times are upper bounds and noisy; the reference build ran on an unloaded machine.", "",
-        "CPU seconds (all threads of this process) are less sensitive to the other jobs than wall time; "
-        "with 2 threads an unloaded run's wall time is roughly CPU / 2.", "",
+        "CPU seconds (all threads of this process) depend less on the other jobs than wall time, but "
+        "they also grow under contention (threads waiting on each other), so neither is a clean "
+        "unloaded figure.", "",
         "| phase | ours, wall (s) | ours, CPU (s) | reference build, wall (s) |", "| --- | --- | --- | --- |",
         f"| text, all-MiniLM-L6-v2, empty cache | {r['text_encode_s']} | {r['text_encode_cpu_s']} | "
         f"{r['reference']['text_encode_s']} |",

@@ -121,7 +121,7 @@ def test_parse_mmrec_log(cm):
 
 
 def test_export_reads_back_identically(cm, tmp_path):
-    d, name, mods = cm.export_dataset("synthetic", 0.05, str(tmp_path / "data"))
+    d, name, mods = cm.export_dataset("synthetic", 0.1, str(tmp_path / "data"))
     assert sorted(mods) == ["image", "text"]
     inter = Path(d) / f"{name}.inter"
     header = inter.read_text().splitlines()[0].split("\t")

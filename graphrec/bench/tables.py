@@ -17,7 +17,9 @@ METHOD_NOTE = (
     "imports and before loading data, so it counts graphrec's data, graphs, model, optimiser state and "
     "temporaries but not the Python/torch runtime. \"peak RSS\" is the absolute high-water mark over "
     "the graph, training and evaluation phases, the figure comparable with a whole-process measurement "
-    "such as MMRec's. With several repeats, figures are medians over repeats.")
+    "such as MMRec's. \"train CPU s/epoch\" is the process's CPU time (all threads) per epoch, "
+    "less sensitive than wall time to other load on a shared machine. With several repeats, figures "
+    "are medians over repeats.")
 
 
 def _median(v: Sequence[float]) -> Optional[float]:
@@ -54,7 +56,8 @@ def aggregate(records: Iterable[dict]) -> "OrderedDict[Tuple[str, str, float], d
     out: "OrderedDict[Tuple[str, str, float], dict]" = OrderedDict()
     for key, rs in groups.items():
         agg = dict(rs[-1])
-        for k in ("train_s_per_epoch", "eval_s", "graph_build_s", "peak_mem_mb", "peak_rss_mb"):
+        for k in ("train_s_per_epoch", "eval_s", "graph_build_s", "peak_mem_mb", "peak_rss_mb",
+                  "train_cpu_s_per_epoch", "eval_cpu_s"):
             vals = [r.get(k) for r in rs if r.get(k) is not None]
             agg[k] = _median(vals)
             agg[k + "_range"] = (min(vals), max(vals)) if vals else None
@@ -67,7 +70,8 @@ def aggregate(records: Iterable[dict]) -> "OrderedDict[Tuple[str, str, float], d
 
 
 def _order_datasets(names: Iterable[str]) -> List[str]:
-    first = [d for d in ref.PAPER_DATASET if d in set(names)]
+    names = set(names)
+    first = [d for d in ref.PAPER_DATASET if d in names]
     return first + sorted(set(names) - set(first))
 
 
@@ -126,7 +130,7 @@ def table5(records: Iterable[dict], with_paper: bool = True) -> str:
 def details_table(records: Iterable[dict]) -> str:
     agg = aggregate(records)
     header = ["model", "dataset", "scale", "users", "items", "train pairs", "params", "graphs s",
-              "train s/epoch", "eval s", "mem graphs MB", "mem train MB", "mem eval MB", "peak RSS MB",
+              "train s/epoch", "train CPU s/epoch", "eval s", "mem graphs MB", "mem train MB", "mem eval MB", "peak RSS MB",
               "repeats", "device"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (m, d, s), a in agg.items():
@@ -134,7 +138,7 @@ def details_table(records: Iterable[dict]) -> str:
         lines.append("| " + " | ".join([
             m, d, f"{s:g}", f"{a.get('n_users', 0):,}", f"{a.get('n_items', 0):,}", f"{a.get('n_train', 0):,}",
             f"{a.get('params', 0):,}", _fmt(a.get("graph_build_s")), _fmt(a.get("train_s_per_epoch")),
-            _fmt(a.get("eval_s")), _fmt(pm.get("graph_build"), 0), _fmt(pm.get("train"), 0),
+            _fmt(a.get("train_cpu_s_per_epoch")), _fmt(a.get("eval_s")), _fmt(pm.get("graph_build"), 0), _fmt(pm.get("train"), 0),
             _fmt(pm.get("eval"), 0), _fmt(a.get("peak_rss_mb"), 0), str(a["n_repeats"]),
             f"{a.get('device_name', '?')} ({a.get('device', '?')}, {a.get('threads', '?')} thr)"]) + " |")
     errs = [r for r in records if r.get("error")]

@@ -93,20 +93,25 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
         t = cfg["train"]
         train_s: list[float] = []
         eval_s: list[float] = []
+        train_cpu: list[float] = []  # process CPU seconds, all threads: less sensitive to other load
+        eval_cpu: list[float] = []
         if p.model.batch_kind == "bpr" and any(q.requires_grad for q in p.model.parameters()):
             sampler = BPRSampler(p.split.train, batch_size=int(t["batch_size"]), num_neg=int(t["num_neg"]),
                                  mode=t["neg_sampling"], alpha=float(t["neg_alpha"]), device=p.device)
             trainer = Trainer(p.model, sampler, valid, t, tmp, p.device, int(cfg["seed"]), probe)
             for e in range(epochs):
                 with probe.phase("train"):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     trainer._train_epoch(f"epoch {e + 1}")
                     if p.device.type == "cuda":
                         torch.cuda.synchronize(p.device)
                     train_s.append(time.perf_counter() - t0)
+                    train_cpu.append(time.process_time() - c0)
                 trainer.epoch += 1
+                c0 = time.process_time()
                 with probe.phase("eval"):
                     valid.evaluate(p.model)
+                eval_cpu.append(time.process_time() - c0)
                 eval_s.append(valid.last_seconds)
         else:  # nothing trained by SGD (pop): evaluation only
             for _ in range(max(1, epochs)):
@@ -132,7 +137,9 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
             "epochs": epochs, "warmup_epochs": warmup,
             "train_s_epochs": [round(x, 4) for x in train_s],
             "train_s_per_epoch": (round(_median(train_s[warmup:]), 4) if train_s else None),
+            "train_cpu_s_per_epoch": (round(_median(train_cpu[warmup:]), 4) if train_cpu else None),
             "eval_s_runs": [round(x, 4) for x in eval_s],
+            "eval_cpu_s": (round(_median(eval_cpu[warmup:] or eval_cpu), 4) if eval_cpu else None),
             "eval_s": round(_median(eval_s[warmup:] or eval_s), 4),
             "peak_mem_mb": max(phase_mem.values()) if phase_mem else 0.0,
             "mem_method": "cuda_max_memory_allocated" if cuda else "rss_hwm_over_baseline",

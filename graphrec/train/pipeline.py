@@ -60,6 +60,9 @@ def build_graphs(model_cls, hp: dict, split: Split, dataset: Dataset, cfg: dict)
 def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset] = None,
             probe: Optional[PhaseProbe] = None) -> Prepared:
     device = resolve_device(cfg.get("device", "auto"))
+    if cfg.get("threads"):
+        # several threads on a machine already busy spin in OpenMP barriers: small ops get ~100x slower
+        torch.set_num_threads(int(cfg["threads"]))
     probe = probe or PhaseProbe(device)
     model_cls = get_model(cfg["model"])  # fail fast on an unknown model, before loading data
     hp = dict(cfg.get("model_params") or {})
