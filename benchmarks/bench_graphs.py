@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from graphrec.bench.environment import cpu_name
+
 N_ITEMS = 23_033
 
 
@@ -139,17 +141,6 @@ CASES = {
 }
 GROUPS = {"knn": ["knn384_torch", "knn384_faiss", "knn4096_torch", "knn4096_faiss"],
           "co": ["co"], "prune": ["prune"], "spmm": ["spmm"]}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def write_md(path: str, env: dict, results: list[dict]) -> None:

@@ -90,10 +90,7 @@ def parse_set(items: Iterable[str]) -> dict:
 
 
 def _model_layer(path: str) -> dict:
-    raw = _read_yaml(path)
-    layer = {s: raw.pop(s) for s in SECTIONS if s in raw}
-    layer["model_params"] = raw
-    return layer
+    return _model_layer_from_dict(_read_yaml(path))
 
 
 def load_config(model: Optional[str] = None, dataset: Optional[str] = None,

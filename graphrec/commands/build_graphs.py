@@ -10,28 +10,8 @@ from typing import Optional
 
 import torch
 
+from graphrec.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 from graphrec.utils import atomic_write_json
-
-
-def _status_kib(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the RSS high-water mark (Linux ``clear_refs`` 5); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def graph_specs(modalities: list[str], knn_k: int, co_topk: Optional[int]) -> list[tuple[str, dict]]:
@@ -67,14 +47,14 @@ def run(args: argparse.Namespace) -> int:
     print("-" * len(header))
     cuda = torch.cuda.is_available()
     for label, spec in graph_specs(mods, args.knn_k, args.cointeraction_topk):
-        exact = _reset_peak()
-        base = _status_kib("VmRSS") or 0
+        exact = reset_peak_rss()
+        base_mb = current_rss_mb()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         g = build(spec, train, feats, cache)
         wall = time.perf_counter() - t0
-        peak_kib = (_status_kib("VmHWM") or 0) - base
+        peak_kib = (peak_rss_mb() - base_mb) * 1024
         s = g.summary()
         row = {"graph": label, "spec": spec, "nodes": list(g.shape), "nnz": g.nnz,
                "degree_min": s["degree_min"], "degree_mean": s["degree_mean"], "degree_max": s["degree_max"],

@@ -112,21 +112,11 @@ def new_run_dir(cfg: dict, out: Optional[str]) -> str:
 
 def _environment(device: torch.device) -> dict:
     import torch_geometric
-    env = {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
-           "python": platform.python_version(), "threads": torch.get_num_threads(),
-           "device": str(device), "device_name": platform.processor() or platform.machine()}
-    if device.type == "cuda":
-        env["device_name"] = torch.cuda.get_device_name(device)
-    else:
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("model name"):
-                        env["device_name"] = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-    return env
+
+    from graphrec.bench.environment import device_name
+    return {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "device": str(device), "device_name": device_name(device)}
 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
