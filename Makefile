@@ -26,11 +26,14 @@ setup: $(VENV)/.installed
 run: setup
 	$(VENV)/bin/graphrec train
 
+# one pytest worker per core when pytest-xdist is there (tests pin one thread per worker)
+XDIST = $$($(PY) -c 'import os, xdist; print("-n", min(4, os.cpu_count() or 1), "--dist loadfile")' 2>/dev/null)
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests"; exit 0; fi; exit $$rc
+	$(PY) -m pytest -q -m slow $(XDIST); rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests"; exit 0; fi; exit $$rc
 
 bench: setup
 	$(VENV)/bin/graphrec bench --models lightgcn,freedom --dataset synthetic

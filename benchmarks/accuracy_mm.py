@@ -81,6 +81,9 @@ def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: st
     for sec in ("train", "data", "eval"):
         if sec in extra:
             ov.setdefault(sec, {}).update(extra[sec])
+    for key in ("threads", "device"):
+        if key in extra:
+            ov[key] = extra[key]
     ov.setdefault("train", {})["progress"] = False
     t0 = time.time()
     r = run(model=model, dataset=ds["name"], overrides=ov, seed=seed, out=out, quiet=True, epochs=epochs)
@@ -149,9 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--ablation", action="store_true", help="SAND-a with and without distancing (and alignment)")
     a = ap.parse_args(argv)
-    import torch
     register_scientific_text()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     seeds = [int(s) for s in a.seeds.split(",")]
     extra = json.loads(a.set)
     results: dict[str, list[dict]] = {}

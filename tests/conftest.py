@@ -1,9 +1,19 @@
 """Shared pytest fixtures (keep small and generic)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# Tests run in parallel workers (pytest-xdist, one per core): each worker and every subprocess it
+# starts uses one intra-op thread, so workers never oversubscribe the cores (OpenMP threads that
+# spin on a busy core make small ops ~100x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -22,3 +32,4 @@ def synthetic_small():
     from graphrec.datasets.synthetic import generate
 
     return generate(300, 120, 6000, n_clusters=6, dims={"image": 32, "text": 16}, seed=3)
+

@@ -152,3 +152,16 @@ def test_cli_report(tmp_path):
     assert main(["bench", "--report", str(res), "--md", str(tmp_path / "B.md")]) == 0
     assert "| Baby | Time (s/epoch) | 0.50 | 0.86 |" in (tmp_path / "B.md").read_text()
     assert os.path.exists(tmp_path / "B.md")
+
+
+def test_report_keeps_differently_configured_runs_apart(tmp_path):
+    """Two runs (different labels, e.g. thread counts) must not be merged into one median."""
+    res = tmp_path / "results"
+    res.mkdir()
+    write_json(str(res / "bench_a.json"), [_rec("lightgcn", "synthetic-clothing", 700, 2.0)], {"label": "two threads"})
+    write_json(str(res / "bench_b.json"), [_rec("lightgcn", "synthetic-clothing", 700, 9.0)], {"label": "one thread"})
+    from graphrec.bench.report import build_report
+    text = build_report(str(res), str(tmp_path / "B.md"))
+    rows = [ln for ln in text.splitlines() if ln.startswith("| Clothing | Time (s/epoch)")]
+    assert sorted(r.split(" | ")[2] for r in rows) == ["2.00", "9.00"]
+    assert "### two threads" in text and "### one thread" in text
