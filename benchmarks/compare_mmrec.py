@@ -315,7 +315,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = {"kind": "graphrec-compare-mmrec", "label": a.label, "dataset": a.dataset, "scale": a.scale,
            "epochs": a.epochs, "threads": a.threads, "edits": notes,
            "source": f"compare_mmrec.py, same run ({src})" if measured else ref.MMREC_SOURCE,
-           "mmrec_device": (ours[0]["device_name"] + f", {a.threads} threads") if ours and measured else ref.MMREC_DEVICE,
+           "mmrec_device": (f"{ours[0]['device_name']}, {a.threads} threads" if ours and measured
+                            else ref.MMREC_DEVICE),
            "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out + ".json", "w") as f:

@@ -133,3 +133,33 @@ def test_export_reads_back_identically(cm, tmp_path):
     assert len(back.split.train) == int((labels == 0).sum())
     assert len(back.split.valid) == int((labels == 1).sum()) and len(back.split.test) == int((labels == 2).sum())
     assert os.path.exists(Path(d) / "image_feat.npy")
+
+
+def test_run_mmrec_on_a_fake_quick_start(cm, tmp_path):
+    """The runner drives `quick_start` from the right directory with one grid point and reads its log."""
+    root = tmp_path / "fake"
+    _fake_checkout(root)
+    (root / "src" / "configs" / "model").mkdir(parents=True)
+    (root / "src" / "configs" / "model" / "LightGCN.yaml").write_text(
+        "n_layers: [1, 2, 3]\nreg_weight: [0.01, 0.0001]\nhyper_parameters: ['n_layers', 'reg_weight']\n")
+    (root / "src" / "utils" / "quick_start.py").write_text(textwrap.dedent("""\
+        import json, os
+        def quick_start(model, dataset, config_dict, save_model=True):
+            assert os.path.isdir(os.path.join(config_dict['data_path'], dataset))
+            with open(os.path.join(config_dict['data_path'], 'seen.json'), 'w') as f:
+                json.dump(config_dict, f)
+            for e in range(config_dict['epochs']):
+                print('epoch %d training [time: %.2fs, train loss: 1.0]' % (e, 1.5 + e))
+                print('epoch %d evaluating [time: %.2fs, valid_score: 0.1]' % (e, 0.5))
+        """))
+    data = tmp_path / "data" / "toy"
+    data.mkdir(parents=True)
+    (data / "mm_adj_10.pt").write_bytes(b"stale cache")
+    r = cm.run_mmrec(str(root), "LightGCN", "toy", str(tmp_path / "data"), 3, {"n_layers": 2}, threads=1)
+    assert r["train_s_epochs"] == [1.5, 2.5, 3.5] and r["train_s"] == 3.0  # median after the warm-up epoch
+    assert r["eval_s"] == 0.5 and r["peak_rss_gb"] > 0
+    assert not (data / "mm_adj_10.pt").exists()  # a cached kNN graph is removed so its build is timed
+    seen = __import__("json").loads((tmp_path / "data" / "seen.json").read_text())
+    # one grid point: our value where given, else the yaml's first; only the seed is iterated
+    assert seen["n_layers"] == 2 and seen["reg_weight"] == 0.01 and seen["hyper_parameters"] == ["seed"]
+    assert seen["use_gpu"] is False and seen["epochs"] == 3 and seen["seed"] == [999]

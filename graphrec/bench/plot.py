@@ -9,8 +9,9 @@ from graphrec.bench.tables import aggregate
 
 
 def plot_scaling(records: Sequence[dict], path: str) -> str:
-    """Write a log-log figure with one line per (model, dataset); a dashed line of slope 1 through
-    each model's smallest point shows linear growth. Returns ``path``."""
+    """Write a log-log figure with one line per (model, dataset); dashed (slope 1) and dotted
+    (slope 2) lines through each model's smallest point show linear and quadratic growth.
+    Returns ``path``."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -32,8 +33,9 @@ def plot_scaling(records: Sequence[dict], path: str) -> str:
             y = [r[key] for r in rows]
             line, = ax.plot(x, y, marker="o", label=f"{m} ({d})")
             if len(rows) > 1:
-                ax.plot([x[0], x[-1]], [y[0], y[0] * x[-1] / x[0]], ls="--", lw=0.8, color=line.get_color(),
-                        alpha=0.6)
+                r = x[-1] / x[0]
+                ax.plot([x[0], x[-1]], [y[0], y[0] * r], ls="--", lw=0.8, color=line.get_color(), alpha=0.6)
+                ax.plot([x[0], x[-1]], [y[0], y[0] * r * r], ls=":", lw=0.8, color=line.get_color(), alpha=0.6)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training interactions")
@@ -41,7 +43,7 @@ def plot_scaling(records: Sequence[dict], path: str) -> str:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     dev = next((a.get("device_name") for a in agg.values()), "")
-    fig.suptitle(f"graphrec: cost against interactions (dashed: linear growth) - {dev}", fontsize=10)
+    fig.suptitle(f"graphrec: cost against interactions (dashed: linear, dotted: quadratic) - {dev}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -145,8 +145,8 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     lines = [f"### {model} on {dataset}" + (f" (scale {scale:g})" if scale else ""),
              "",
              f"{p.split.n_users:,} users, {p.split.n_items:,} items, {len(p.split.train):,} training pairs, "
-             f"{n_batches} batches of {t['batch_size']}; {env['device_name']} ({env['device']}, "
-             f"{env['threads']} threads), torch {env['torch']}, commit {env['git_commit']}.",
+             f"{n_batches} batches of {t['batch_size']}; {env['device_name']} ({env['device']}, torch threads: "
+             f"{env['threads']}), torch {env['torch']}, commit {env['git_commit']}.",
              "",
              f"One training epoch (after a warm-up epoch): {epoch_s:.3f} s; one valid evaluation "
              f"({int(valid.users.numel()):,} users): {eval_s:.3f} s.",
@@ -155,7 +155,8 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     accounted = sum(regions.seconds.values())
     for name, s in regions.seconds.items():
         lines.append(f"| train: {name} | {s:.3f} | {100 * s / epoch_s:.1f}% of epoch |")
-    lines.append(f"| train: loop overhead | {epoch_s - accounted:.3f} | {100 * (epoch_s - accounted) / epoch_s:.1f}% of epoch |")
+    rest = epoch_s - accounted
+    lines.append(f"| train: loop overhead | {rest:.3f} | {100 * rest / epoch_s:.1f}% of epoch |")
     for name, s in ev.seconds.items():
         lines.append(f"| {name.replace('_', ' ', 1)} | {s:.3f} | {100 * s / eval_s:.1f}% of evaluation |")
     lines += ["", f"Top operators of one profiled epoch (torch.profiler, by self time; the profiler adds "

@@ -22,6 +22,13 @@ METHOD_NOTE = (
     "are medians over repeats.")
 
 
+SCALING_NOTE = (
+    "`--scale s` multiplies users, items and interactions together. A model that propagates the whole "
+    "graph in every training step (LightGCN, FREEDOM, SAND; MMRec's implementations alike) does "
+    "(batches ~ s) x (one propagation ~ s) work per epoch, and full-ranking evaluation scores "
+    "(users ~ s) x (items ~ s): both grow about as s^2 by construction; memory grows about as s.")
+
+
 def _median(v: Sequence[float]) -> Optional[float]:
     s = sorted(x for x in v if x is not None)
     if not s:
@@ -86,7 +93,7 @@ def devices(records: Iterable[dict]) -> List[str]:
     for r in records:
         if r.get("error"):
             continue
-        dev = f"{r.get('device_name', '?')} ({r.get('device', '?')}, {r.get('threads', '?')} threads, " \
+        dev = f"{r.get('device_name', '?')} ({r.get('device', '?')}, torch threads: {r.get('threads', '?')}, " \
               f"torch {r.get('torch', '?')}, PyG {r.get('torch_geometric', '?')})"
         seen[dev] = None
     return list(seen)
@@ -130,16 +137,16 @@ def table5(records: Iterable[dict], with_paper: bool = True) -> str:
 def details_table(records: Iterable[dict]) -> str:
     agg = aggregate(records)
     header = ["model", "dataset", "scale", "users", "items", "train pairs", "params", "graphs s",
-              "train s/epoch", "train CPU s/epoch", "eval s", "mem graphs MB", "mem train MB", "mem eval MB", "peak RSS MB",
-              "repeats", "device"]
+              "train s/epoch", "train CPU s/epoch", "eval s", "mem graphs MB", "mem train MB", "mem eval MB",
+              "peak RSS MB", "repeats", "device"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (m, d, s), a in agg.items():
         pm = a.get("phase_mem_mb") or {}
         lines.append("| " + " | ".join([
             m, d, f"{s:g}", f"{a.get('n_users', 0):,}", f"{a.get('n_items', 0):,}", f"{a.get('n_train', 0):,}",
             f"{a.get('params', 0):,}", _fmt(a.get("graph_build_s")), _fmt(a.get("train_s_per_epoch")),
-            _fmt(a.get("train_cpu_s_per_epoch")), _fmt(a.get("eval_s")), _fmt(pm.get("graph_build"), 0), _fmt(pm.get("train"), 0),
-            _fmt(pm.get("eval"), 0), _fmt(a.get("peak_rss_mb"), 0), str(a["n_repeats"]),
+            _fmt(a.get("train_cpu_s_per_epoch")), _fmt(a.get("eval_s")), _fmt(pm.get("graph_build"), 0),
+            _fmt(pm.get("train"), 0), _fmt(pm.get("eval"), 0), _fmt(a.get("peak_rss_mb"), 0), str(a["n_repeats"]),
             f"{a.get('device_name', '?')} ({a.get('device', '?')}, {a.get('threads', '?')} thr)"]) + " |")
     errs = [r for r in records if r.get("error")]
     out = "\n".join(lines) + "\n"
@@ -194,6 +201,7 @@ def scaling_table(records: Iterable[dict]) -> str:
     if len(lines) == 2:
         return "_no model was measured at more than one scale_\n"
     blocks.append("\n".join(lines))
+    blocks.append(SCALING_NOTE)
     if summary:
         blocks.append("\n".join(summary))
     return "\n\n".join(blocks) + "\n"
