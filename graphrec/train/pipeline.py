@@ -66,6 +66,7 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
     probe = probe or PhaseProbe(device)
     model_cls = get_model(cfg["model"])  # fail fast on an unknown model, before loading data
     hp = dict(cfg.get("model_params") or {})
+    own_dataset = dataset is None
     with probe.phase("data"):
         dataset = dataset or load_dataset(cfg)
         split = split or make_split(dataset, cfg)
@@ -78,11 +79,15 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
     with probe.phase("graph_build"):
         graphs = build_graphs(model_cls, hp, split, dataset, cfg)
     seed_everything(int(cfg["seed"]), bool(cfg["train"].get("deterministic")))
-    features = dataset.features.select(need) if need else dataset.features
+    features = dataset.features.select(need) if need else None
     ctx = ModelContext(n_users=split.n_users, n_items=split.n_items, train=split.train,
                        graphs={k: g.to(device) for k, g in graphs.items()}, features=features,
                        device=device, seed=int(cfg["seed"]))
     model = model_cls(ctx, **hp).to(device)
+    if own_dataset:
+        # the model holds what it uses; features it does not use (413 MB at Clothing scale for
+        # LightGCN) must not stay alive for the whole run
+        dataset.features = None
     meta = {k: dict(g.meta) for k, g in graphs.items()}
     return Prepared(cfg, dataset, split, model, device, probe, meta)
 
