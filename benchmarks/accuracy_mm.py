@@ -75,7 +75,10 @@ def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: st
         import shutil
         shutil.rmtree(out)
     ov = json.loads(json.dumps(ds["overrides"]))
-    mp = {**model_overrides(ds, model), **extra.get("model_params", {})}
+    from graphrec.config import load_config
+    known = load_config(model)["model_params"]
+    # --set model_params apply to the models that have those hyper-parameters (club_steps: SAND family)
+    mp = {**model_overrides(ds, model), **{k: v for k, v in extra.get("model_params", {}).items() if k in known}}
     if mp:
         ov["model_params"] = mp
     for sec in ("train", "data", "eval"):

@@ -168,20 +168,14 @@ def profile_models(models: Sequence[str], dataset: str, out: str, scale: Optiona
                    sets: Iterable[str] = (), device: Optional[str] = None, threads: Optional[int] = None,
                    echo: Callable[[str], None] = print) -> str:
     """Profile each model in its own process; write the markdown to ``out`` and return it."""
+    from graphrec.bench.runner import common_args
     from graphrec.utils import atomic_write_bytes
 
     parts = ["# Where the time goes\n"]
     for model in models:
         echo(f"profile: {model} on {dataset} ...")
         cmd = [sys.executable, "-m", "graphrec.bench.profile", model, dataset]
-        if scale is not None:
-            cmd += ["--scale", repr(float(scale))]
-        for s in sets:
-            cmd += ["--set", s]
-        if device:
-            cmd += ["--device", device]
-        if threads:
-            cmd += ["--threads", str(threads)]
+        cmd += common_args(scale, sets, device, threads)
         env = dict(os.environ)
         env.setdefault("GRAPHREC_LOG", "WARNING")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

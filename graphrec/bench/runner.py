@@ -36,6 +36,13 @@ def worker_command(model: str, dataset: str, epochs: int, scale: Optional[float]
                    device: Optional[str], threads: Optional[int], warmup: int = 1) -> list[str]:
     cmd = [sys.executable, "-m", "graphrec.bench.worker", "--model", model, "--dataset", dataset,
            "--epochs", str(epochs), "--warmup", str(warmup)]
+    return cmd + common_args(scale, sets, device, threads)
+
+
+def common_args(scale: Optional[float], sets: Iterable[str], device: Optional[str],
+                threads: Optional[int]) -> list[str]:
+    """Command-line options shared by the bench worker and the profiler subprocesses."""
+    cmd: list[str] = []
     if scale is not None:
         cmd += ["--scale", repr(float(scale))]
     for s in sets:
