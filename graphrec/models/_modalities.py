@@ -43,3 +43,18 @@ def feature_matrix(ctx: ModelContext, modality: str) -> torch.Tensor:
     if x.shape[0] != ctx.n_items:
         raise ValueError(f"features '{modality}' have {x.shape[0]} rows for {ctx.n_items} items")
     return x.to(ctx.device)
+
+
+class FrozenItemGraphSpecs:
+    """Graph declarations shared by FREEDOM and SAND: the symmetric-normalised user-item graph
+    ("ui") and the frozen kNN item-graph mixture over the content modalities ("mm")."""
+
+    @classmethod
+    def graph_specs(cls, hp: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        return {"ui": {"kind": "bipartite", "norm": "sym"},
+                "mm": knn_spec(hp.get("modalities", ("image", "text")), hp.get("knn_k", 10),
+                               hp.get("mm_image_weight", 0.1))}
+
+    @classmethod
+    def required_modalities(cls, hp: Dict[str, Any]) -> list[str]:
+        return content_modalities(hp.get("modalities", ("image", "text")))

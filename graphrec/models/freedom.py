@@ -8,14 +8,14 @@ from torch import nn
 
 from graphrec import losses
 from graphrec.models import register_model
-from graphrec.models._modalities import content_modalities, feature_matrix, knn_spec
+from graphrec.models._modalities import FrozenItemGraphSpecs, content_modalities, feature_matrix
 from graphrec.models.base import ModelContext, Recommender, Reps
 from graphrec.nn.item_graph import ItemGraphPropagation
 from graphrec.nn.propagation import LightGCNPropagation
 
 
 @register_model("freedom")
-class FREEDOM(Recommender):
+class FREEDOM(FrozenItemGraphSpecs, Recommender):
     r"""FREEDOM (anchor spec §4-5, official code):
 
     .. math::
@@ -70,16 +70,6 @@ class FREEDOM(Recommender):
                 else:
                     self.register_buffer(f"feat_{m}", x, persistent=False)
                 self.proj[m] = nn.Linear(x.shape[1], int(feat_embed_dim))
-
-    @classmethod
-    def graph_specs(cls, hp: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-        return {"ui": {"kind": "bipartite", "norm": "sym"},
-                "mm": knn_spec(hp.get("modalities", ("image", "text")), hp.get("knn_k", 10),
-                               hp.get("mm_image_weight", 0.1))}
-
-    @classmethod
-    def required_modalities(cls, hp: Dict[str, Any]) -> list[str]:
-        return content_modalities(hp.get("modalities", ("image", "text")))
 
     def pre_epoch(self, epoch: int, generator: torch.Generator) -> None:
         if self.pruner is not None:

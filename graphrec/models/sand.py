@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from graphrec import losses
 from graphrec.models import register_model
-from graphrec.models._modalities import ID_MODALITY, content_modalities, feature_matrix, knn_spec
+from graphrec.models._modalities import ID_MODALITY, FrozenItemGraphSpecs, content_modalities, feature_matrix
 from graphrec.models.base import ModelContext, Recommender, Reps
 from graphrec.nn.fusion import ModalityWeights, SANDHeads
 from graphrec.nn.item_graph import ItemGraphPropagation
@@ -61,7 +61,7 @@ def sand_items(batch: Dict[str, torch.Tensor], align_items: str) -> Optional[tor
 @register_model("sand-b")
 @register_model("sand-c")
 @register_model("sand-d")
-class SAND(SANDAuxMixin, Recommender):
+class SAND(SANDAuxMixin, FrozenItemGraphSpecs, Recommender):
     r"""SAND with a DRAGON-style encoder (spec §3.1-3.8). For each modality m:
 
     .. math::
@@ -120,16 +120,6 @@ class SAND(SANDAuxMixin, Recommender):
         self.ui = LightGCNPropagation(int(n_ui_layers), "sum")
         self.mm = ItemGraphPropagation(ctx.graphs["mm"], int(n_mm_layers))
         self.sand = SANDHeads(dims, **hp)
-
-    @classmethod
-    def graph_specs(cls, hp: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-        return {"ui": {"kind": "bipartite", "norm": "sym"},
-                "mm": knn_spec(hp.get("modalities", ("image", "text")), hp.get("knn_k", 10),
-                               hp.get("mm_image_weight", 0.1))}
-
-    @classmethod
-    def required_modalities(cls, hp: Dict[str, Any]) -> list[str]:
-        return content_modalities(hp.get("modalities", ("image", "text")))
 
     def modality_projections(self, items: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         r""":math:`Z_m = [E^m_g \| E^m_q]` for ``items`` (all items when None)."""
