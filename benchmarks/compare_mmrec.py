@@ -238,10 +238,10 @@ def export_dataset(dataset: str, scale: Optional[float], out_root: str) -> Tuple
     from graphrec import config as config_mod
     from graphrec.data.export import export_mmrec
     from graphrec.datasets import load
-    from graphrec.train.pipeline import make_split
+    from graphrec.train.pipeline import split_for
 
     ds = load(dataset, **({"scale": scale} if scale is not None else {}))
-    split = make_split(ds, config_mod.load_config("lightgcn", dataset))
+    split = split_for(ds, config_mod.load_config("lightgcn", dataset))
     name = re.sub(r"[^A-Za-z0-9_]", "_", dataset) + (f"_x{scale:g}".replace(".", "p") if scale else "")
     d = os.path.join(out_root, name)
     export_mmrec(ds, split, d, name)

@@ -62,30 +62,28 @@ def test_movielens_udata(tmp_path):
     assert read_interactions(p).content_hash() == it.content_hash()
 
 
-def test_bad_inputs(tmp_path):
-    empty = _write(tmp_path / "e.csv", "")
-    with pytest.raises(ValueError, match="e.csv: the file is empty"):
-        read_table(empty)
-    header_only = _write(tmp_path / "h.csv", "user_id,item_id\n")
-    with pytest.raises(ValueError, match="no rows"):
-        read_table(header_only)
-    p = _write(tmp_path / "m.csv", "user,item_id\n1,2\n")
-    with pytest.raises(ValueError, match=r"m.csv: no column 'user_id' for the user \(columns: user, item_id\)"):
-        read_table(p)
-    with pytest.raises(ValueError, match="no column 'ts'"):
-        read_table(_write(tmp_path / "n.csv", "user_id,item_id\n1,2\n"), columns={"timestamp": "ts"})
-    neg = _write(tmp_path / "neg.inter", "userID\titemID\n0\t1\n-3\t2\n")
-    with pytest.raises(ValueError, match=r"neg.inter: negative user index -3 at row 2"):
-        read_mmrec_inter(neg)
-    frac = _write(tmp_path / "frac.inter", "userID\titemID\n0\t1\n1\tx7\n")
-    with pytest.raises(ValueError, match=r"frac.inter: item index 'x7' at row 2 is not an integer"):
-        read_mmrec_inter(frac)
-    lab = _write(tmp_path / "lab.inter", "userID\titemID\tx_label\n0\t1\t0\n1\t1\t4\n")
-    with pytest.raises(ValueError, match="x_label 4 at row 2"):
-        read_mmrec_inter(lab)
-    blank = _write(tmp_path / "b.csv", "user_id,item_id\n1,2\n,3\n")
-    with pytest.raises(ValueError, match="empty user id at row 2"):
-        read_table(blank)
+BAD_INPUTS = [
+    # (file name, content, reader, reader kwargs, expected message)
+    ("e.csv", "", "table", {}, "e.csv: the file is empty"),
+    ("h.csv", "user_id,item_id\n", "table", {}, "no rows"),
+    ("m.csv", "user,item_id\n1,2\n", "table", {}, r"m.csv: no column 'user_id' for the user \(columns: user, item_id\)"),
+    ("n.csv", "user_id,item_id\n1,2\n", "table", {"columns": {"timestamp": "ts"}}, "no column 'ts'"),
+    ("neg.inter", "userID\titemID\n0\t1\n-3\t2\n", "mmrec", {}, r"neg.inter: negative user index -3 at row 2"),
+    ("frac.inter", "userID\titemID\n0\t1\n1\tx7\n", "mmrec", {}, r"frac.inter: item index 'x7' at row 2 is not an integer"),
+    ("lab.inter", "userID\titemID\tx_label\n0\t1\t0\n1\t1\t4\n", "mmrec", {}, "x_label 4 at row 2"),
+    ("b.csv", "user_id,item_id\n1,2\n,3\n", "table", {}, "empty user id at row 2"),
+]
+
+
+@pytest.mark.parametrize("name,content,reader,kwargs,message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_inputs(tmp_path, name, content, reader, kwargs, message):
+    path = _write(tmp_path / name, content)
+    read = read_table if reader == "table" else read_mmrec_inter
+    with pytest.raises(ValueError, match=message):
+        read(path, **kwargs)
+
+
+def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_table(str(tmp_path / "absent.csv"))
 

@@ -42,7 +42,7 @@ def load_dataset(cfg: dict) -> Dataset:
     return load(cfg["dataset"], **(cfg["data"].get("dataset_args") or {}))
 
 
-def make_split(dataset: Dataset, cfg: dict) -> Split:
+def split_for(dataset: Dataset, cfg: dict) -> Split:
     from graphrec.data.split import dataset_split
     d = cfg["data"]
     return dataset_split(dataset, method=d["split"], seed=int(d["split_seed"]), ratios=tuple(d["ratios"]))
@@ -69,7 +69,7 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
     own_dataset = dataset is None
     with probe.phase("data"):
         dataset = dataset or load_dataset(cfg)
-        split = split or make_split(dataset, cfg)
+        split = split or split_for(dataset, cfg)
     need = model_cls.required_modalities(hp)
     have = dataset.features.modalities if dataset.features is not None else []
     missing = [m for m in need if m not in have]
