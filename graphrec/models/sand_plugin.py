@@ -43,7 +43,7 @@ class SANDPlugin(SANDAuxMixin):
         return self.modality_projections(sand_items(batch, self.align_items))
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
-        self._aux_z = None
+        self._aux_codes = None
         terms = super().loss(batch, reps)
         terms.update(self.sand(self.sand_inputs(batch, reps)))
         return terms

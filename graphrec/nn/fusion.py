@@ -7,14 +7,19 @@ CLUB estimator's own learning loss. SAND itself, VBPR+SAND and FREEDOM+SAND all 
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from graphrec import losses
+from graphrec.nn.linear_chain import Consumer
 from graphrec.nn.mi import CLUB
+
+#: per modality: Z_m itself, or the outputs of the heads' first linear layers on it
+#: (:meth:`SANDHeads.first_layers`), e.g. computed without materialising Z_m
+SANDInput = Union[torch.Tensor, Dict[str, torch.Tensor]]
 
 ALIGN_KINDS = ("solosim", "infonce", "none")
 DISTANCE_KINDS = ("club", "l2", "none")
@@ -38,6 +43,10 @@ class ProjectHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(x), dim=-1)
+
+    def from_first(self, h: torch.Tensor) -> torch.Tensor:
+        """The head given its first linear layer's output :math:`W_1 x` (see `linear_chain`)."""
+        return F.normalize(self.net[1:](h), dim=-1)
 
 
 class ModalityWeights(nn.Module):
@@ -128,19 +137,35 @@ class SANDHeads(nn.Module):
     def split(self, m: str, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return split_generic_unique(z, self.n_generic[m])
 
-    def codes(self, m: str, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def first_layers(self, m: str, names: Optional[Iterable[str]] = None) -> Dict[str, Consumer]:
+        """The linear maps through which the enabled terms read Z_m, each on its column slice:
+        ``head`` (alignment head's first layer, generic half), ``code_g`` / ``code_q`` (distancing
+        codes; None = the raw half when ``code_dim`` is None)."""
+        g, q = slice(0, self.n_generic[m]), slice(self.n_generic[m], None)
+        out: Dict[str, Consumer] = {}
+        if len(self.heads):
+            out["head"] = (self.heads[m].net[0], g)
+        if self.distance != "none" and self.beta > 0:
+            out["code_g"] = (self.codes_g[m] if len(self.codes_g) else None, g)
+            out["code_q"] = (self.codes_q[m] if len(self.codes_q) else None, q)
+        return out if names is None else {k: out[k] for k in names}
+
+    def first_outputs(self, m: str, z: SANDInput, names: Optional[Iterable[str]] = None) -> Dict[str, torch.Tensor]:
+        if not isinstance(z, torch.Tensor):
+            return dict(z) if names is None else {k: z[k] for k in names}
+        return {k: z[:, c] if layer is None else layer(z[:, c]) for k, (layer, c) in self.first_layers(m, names).items()}
+
+    def codes(self, m: str, z: SANDInput) -> Tuple[torch.Tensor, torch.Tensor]:
         """Low-dimensional (generic, unique) codes of modality m used by the distancing module."""
-        g, q = self.split(m, z)
-        if len(self.codes_g):
-            return self.codes_g[m](g), self.codes_q[m](q)
-        return g, q
+        f = self.first_outputs(m, z, ("code_g", "code_q"))
+        return f["code_g"], f["code_q"]
 
     @property
     def active(self) -> bool:
         return bool(len(self.heads)) or (self.distance != "none" and self.beta > 0)
 
-    def align_loss(self, z: Dict[str, torch.Tensor]) -> torch.Tensor:
-        proj = {m: self.heads[m](self.split(m, z[m])[0]) for m in self.modalities}
+    def align_loss(self, z: Dict[str, SANDInput]) -> torch.Tensor:
+        proj = {m: self.heads[m].from_first(self.first_outputs(m, z[m], ("head",))["head"]) for m in self.modalities}
         terms = []
         for a, b in combinations(self.modalities, 2):
             if self.align == "solosim":
@@ -150,7 +175,7 @@ class SANDHeads(nn.Module):
                                             intra_negatives=self.intra_negatives))
         return torch.stack(terms).mean()
 
-    def distance_loss(self, z: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def distance_loss(self, z: Dict[str, SANDInput], generator: Optional[torch.Generator] = None) -> torch.Tensor:
         terms = []
         for m in self.modalities:
             g, q = self.codes(m, z[m])
@@ -162,8 +187,9 @@ class SANDHeads(nn.Module):
         return t.mean() if self.distance_reduce == "mean" else t.sum()
 
     # -- the contract used by models -------------------------------------------------------------
-    def forward(self, z: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
-        """Weighted loss terms ``{'align': α L_align, 'distance': β L_dis}`` (only enabled ones)."""
+    def forward(self, z: Dict[str, SANDInput], generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+        """Weighted loss terms ``{'align': α L_align, 'distance': β L_dis}`` (only enabled ones).
+        ``z[m]`` is Z_m or the dict of :meth:`first_layers` outputs on it."""
         out: Dict[str, torch.Tensor] = {}
         if len(self.heads):
             out["align"] = self.alpha * self.align_loss(z)
@@ -174,17 +200,23 @@ class SANDHeads(nn.Module):
     def estimator_parameters(self) -> list[nn.Parameter]:
         return list(self.club.parameters()) if self.club is not None else []
 
-    def estimator_loss(self, z: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """CLUB's max-likelihood loss (SAND Eq. 12) summed over modalities, on detached codes."""
+    @torch.no_grad()
+    def estimator_codes(self, z: Dict[str, SANDInput]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Detached (generic, unique) codes of all modalities stacked by rows: CLUB's training data.
+        They stay fixed while φ takes its steps on one batch, so callers compute them once."""
+        codes = [self.codes(m, z[m]) for m in self.modalities]
+        return torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])
+
+    def estimator_loss(self, z: Dict[str, SANDInput],
+                       codes: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+        """CLUB's max-likelihood loss (SAND Eq. 12) summed over modalities, on detached codes
+        (``codes`` from :meth:`estimator_codes`, or computed from ``z``)."""
         if self.club is None:
             return {}
-        with torch.no_grad():
-            codes = [self.codes(m, z[m]) for m in self.modalities]
-        # one forward over all modalities' rows (the estimator is shared): fewer tiny kernels, and
-        # sum_m mean_i over equal row counts = M * mean over the stacked rows
-        g = torch.cat([c[0] for c in codes])
-        q = torch.cat([c[1] for c in codes])
-        return {"club_nll": len(codes) * self.club.learning_loss(g, q)}
+        g, q = codes if codes is not None else self.estimator_codes(z)
+        # one forward over all modalities' rows (the estimator is shared): sum_m mean_i over equal
+        # row counts = M * mean over the stacked rows
+        return {"club_nll": len(self.modalities) * self.club.learning_loss(g, q)}
 
     @torch.no_grad()
     def alignment_report(self, z: Dict[str, torch.Tensor]) -> Dict[str, float]:
