@@ -5,14 +5,20 @@
         [--threads 2] [--work DIR] [--out benchmarks/results/compare_mmrec] [--label TEXT]
 
 PATH is the user's own checkout; nothing of it is vendored here and the checkout is never
-modified: it is copied into a temporary work directory, where four behaviour-preserving edits
-make it run on a current stack (Python 3.11, torch >= 2.6, numpy 2, scipy >= 1.12):
+modified: it is copied into a temporary work directory, where behaviour-preserving edits make it
+run on a current stack (Python 3.11, torch >= 2.6, numpy 2, scipy >= 1.12) and on Linux:
 
 1. DOK adjacency filled through scipy's removed private ``_update`` -> ``_dict.update`` (same entries);
 2. the removed ``np.float`` alias in its metrics -> the builtin ``float`` it meant;
 3. ``torch.load`` of a cached kNN graph -> ``weights_only=False`` (torch >= 2.6 default changed);
 4. unused image-helper imports of its dataset module (torchvision, lmdb) guarded by ``try/except
-   ImportError`` (feature-based models never call them).
+   ImportError`` (feature-based models never call them);
+5. where a model file's name is not lower case (the official SAND's ``models/SAND.py``, which its
+   ``get_model`` imports as ``models.sand``), a lower-case alias module that re-exports it.
+
+The official SAND code also logs every epoch to Weights & Biases (``wandb.init(mode='online')``);
+the run wrapper puts a no-op ``wandb`` module first on the import path (nothing may contact the
+network, and the logging does not touch training).
 
 The dataset is generated (or loaded) by graphrec, split once, and exported in MMRec's layout with
 `graphrec.data.export.export_mmrec`; MMRec runs its own ``quick_start`` on that directory (CPU,
@@ -59,7 +65,7 @@ _EVAL_RE = re.compile(r"epoch (\d+) evaluating \[time: ([0-9.]+)s")
 PEAK_MARKER = "MMREC_PEAK_RSS_KB "
 
 
-# -- the copy and its four edits ----------------------------------------------------------------
+# -- the copy and its edits ----------------------------------------------------------------
 def copy_tree(src: str, dst: str) -> str:
     """Copy a checkout (code and configs only: no .git, data, saved models or logs) to ``dst``."""
     if not os.path.isdir(os.path.join(src, "src")):
@@ -107,7 +113,7 @@ def _guard_imports(path: str, modules: Tuple[str, ...], changes: List[str]) -> N
 
 
 def patch_tree(root: str) -> List[str]:
-    """Apply the four behaviour-preserving edits to the copy at ``root``; returns what changed."""
+    """Apply the behaviour-preserving edits to the copy at ``root``; returns what changed."""
     changes: List[str] = []
     src = os.path.join(root, "src")
     for dirpath, _, files in os.walk(src):
@@ -126,6 +132,16 @@ def patch_tree(root: str) -> List[str]:
     ds = os.path.join(src, "utils", "dataset.py")
     if os.path.exists(ds):
         _guard_imports(ds, ("data_utils", "lmdb", "torchvision"), changes)
+    # 5. get_model imports models.<name.lower()>; the official SAND ships models/SAND.py, which only a
+    #    case-insensitive file system finds: add a lower-case alias module re-exporting it
+    mdir = os.path.join(src, "models")
+    if os.path.isdir(mdir):
+        for fn in sorted(os.listdir(mdir)):
+            stem = fn[:-3]
+            if fn.endswith(".py") and stem != stem.lower() and not os.path.exists(os.path.join(mdir, fn.lower())):
+                with open(os.path.join(mdir, fn.lower()), "w") as f:
+                    f.write(f"from models.{stem} import *  # noqa: F401,F403  (alias added by graphrec's compare_mmrec.py)\n")
+                changes.append(f"{os.path.relpath(os.path.join(mdir, fn))}: alias module {fn.lower()}")
     return changes
 
 
@@ -161,7 +177,10 @@ def parse_mmrec_log(text: str) -> Dict[str, List[float]]:
 
 
 _WRAPPER = r'''
-import os, sys, yaml
+import os, sys, types, yaml
+# the official SAND code logs to Weights & Biases online: a no-op stand-in keeps the run offline
+_noop = lambda *a, **k: None
+sys.modules["wandb"] = types.SimpleNamespace(init=_noop, login=_noop, log=_noop, finish=_noop, config={})
 threads = int(sys.argv[5])
 import torch
 if threads:
@@ -181,7 +200,21 @@ if os.path.exists(myaml):
             fixed[h] = v[0] if isinstance(v, list) and v else v
 cfg.update(fixed)
 cfg["hyper_parameters"] = ["seed"]
-quick_start(model=model, dataset=dataset, config_dict=cfg, save_model=False)
+kwargs = {}
+if "args" in __import__("inspect").signature(quick_start).parameters:
+    # the official SAND code also takes its command-line namespace: its own defaults, read from main.py
+    import argparse, ast
+    ns = {}
+    with open(os.path.join(sys.argv[1], "main.py")) as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            flag = next((a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--")), None)
+            kw = {k.arg: k.value for k in node.keywords}
+            if flag:
+                ns[flag[2:].replace("-", "_")] = ast.literal_eval(kw["default"]) if "default" in kw else None
+    kwargs["args"] = argparse.Namespace(**ns)
+quick_start(model=model, dataset=dataset, config_dict=cfg, save_model=False, **kwargs)
 with open("/proc/self/status") as f:
     for line in f:
         if line.startswith("VmHWM:"):
@@ -209,10 +242,11 @@ def run_mmrec(root: str, mmrec_model: str, dataset: str, data_root: str, epochs:
     text = proc.stdout + "\n" + proc.stderr
     logs = sorted((os.path.join(dp, fn) for dp, _, fs in os.walk(cwd) for fn in fs if fn.endswith(".log")),
                   key=os.path.getmtime)
-    if logs:  # MMRec also writes its log to a file; prefer it when the console got nothing
+    times = parse_mmrec_log(text)
+    if not times["train_s"] and logs:  # MMRec also writes its log to a file: read it when the console got nothing
         with open(logs[-1], errors="replace") as f:
             text += "\n" + f.read()
-    times = parse_mmrec_log(text)
+        times = parse_mmrec_log(text)
     if proc.returncode != 0 or not times["train_s"]:
         tail = " | ".join(text.strip().splitlines()[-10:])
         raise RuntimeError(f"MMRec {mmrec_model} failed (exit {proc.returncode}): {tail}")

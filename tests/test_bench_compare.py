@@ -21,7 +21,7 @@ def cm():
 
 
 def _fake_checkout(root: Path) -> None:
-    """A tiny tree with the four patterns the edits target (written for this test, not MMRec's code)."""
+    """A tiny tree with the patterns the edits target (written for this test, not MMRec's code)."""
     (root / "src" / "models").mkdir(parents=True)
     (root / "src" / "utils").mkdir(parents=True)
     (root / "src" / "configs" / "dataset").mkdir(parents=True)
@@ -61,6 +61,7 @@ def _fake_checkout(root: Path) -> None:
             pass
         """))
     (root / "src" / "utils" / "configurator.py").write_text("cur = os.path.join(cur, 'configs')\n")
+    (root / "src" / "models" / "Fancy.py").write_text("class Fancy:\n    pass\n")  # SAND's models/SAND.py
 
 
 def test_copy_and_patch_leave_the_original_untouched(cm, tmp_path):
@@ -82,7 +83,18 @@ def test_copy_and_patch_leave_the_original_untouched(cm, tmp_path):
     ns: dict = {}
     exec(compile(ds, "dataset.py", "exec"), ns)  # imports guarded: runs without data_utils and lmdb
     assert "RecDataset" in ns
-    assert len(changes) == 4
+    alias = d / "src" / "models" / "fancy.py"  # get_model imports models.<lower>; Linux is case-sensitive
+    assert alias.exists() and not (orig / "src" / "models" / "fancy.py").exists()
+    import sys
+    sys.path.insert(0, str(d / "src"))
+    try:
+        import importlib
+        assert importlib.import_module("models.fancy").Fancy is importlib.import_module("models.Fancy").Fancy
+    finally:
+        sys.path.remove(str(d / "src"))
+        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
+            del sys.modules[k]
+    assert len(changes) == 5
     assert cm.patch_tree(dst)[:1] == [c for c in cm.patch_tree(dst)][:1]  # idempotent enough to re-run
 
 

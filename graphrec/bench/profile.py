@@ -61,7 +61,7 @@ def _epoch(model, sampler, opt, aux_opt, generator, regions: _Regions) -> int:
         with regions("zero_grad"):
             opt.zero_grad(set_to_none=True)
         with regions("propagate"):
-            reps = model.propagate()
+            reps = model.train_forward(batch)
         with regions("loss"):
             loss = sum(model.loss(batch, reps).values())
         with regions("backward"):

@@ -25,6 +25,14 @@ from graphrec.data.interactions import Interactions
 Reps = Dict[str, torch.Tensor]
 
 
+def rows_of(reps: Reps, key: str, ids: torch.Tensor) -> torch.Tensor:
+    """``reps[key][ids]``, also when ``reps`` holds only some rows (``reps[key + '_ids']``, sorted)."""
+    held = reps.get(key + "_ids")
+    if held is None:
+        return reps[key][ids]
+    return reps[key][torch.searchsorted(held, ids)]
+
+
 @dataclass
 class ModelContext:
     n_users: int
@@ -70,6 +78,13 @@ class Recommender(nn.Module, abc.ABC):
 
     def score(self, users: torch.Tensor, reps: Reps) -> torch.Tensor:
         return reps["user"][users] @ reps["item"].T
+
+    def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+        """The representations one training step needs (the trainer passes them to :meth:`loss`).
+        Default: the whole-graph :meth:`propagate`. A model may return only the batch's rows, as
+        ``reps[key]`` plus ``reps[key + '_ids']`` (the global ids of those rows, sorted); losses
+        read rows through :func:`rows_of`."""
+        return self.propagate()
 
     # -- optional hooks ------------------------------------------------------------------------
     def pre_epoch(self, epoch: int, generator: torch.Generator) -> None:

@@ -9,7 +9,8 @@ from torch import nn
 from graphrec import losses
 from graphrec.models import register_model
 from graphrec.models._modalities import FrozenItemGraphSpecs, content_modalities, feature_matrix
-from graphrec.models.base import ModelContext, Recommender, Reps
+from graphrec.models.base import ModelContext, Recommender, Reps, rows_of
+from graphrec.nn.batch_propagation import batch_readout
 from graphrec.nn.item_graph import ItemGraphPropagation
 from graphrec.nn.propagation import LightGCNPropagation
 
@@ -34,6 +35,9 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
     modality BPR. Default False: at λ ≤ 1e-3 the features only reach the score through the user
     embeddings' λ-weighted gradient, while Adam on a 4096-d table is about half of MMRec's epoch
     at Clothing scale. With λ = 0 neither the projections nor the tables are allocated.
+
+    Training steps compute the batch's rows only (``batch_local``, `graphrec.nn.batch_propagation`;
+    exact); evaluation propagates the whole graph once.
     """
 
     name = "freedom"
@@ -41,7 +45,7 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
     def __init__(self, ctx: ModelContext, embedding_dim: int = 64, feat_embed_dim: int = 64, knn_k: int = 10,
                  mm_image_weight: float = 0.1, n_mm_layers: int = 1, n_ui_layers: int = 2, dropout: float = 0.8,
                  reg_weight: float = 0.0, train_features: bool = False,
-                 modalities: Sequence[str] = ("image", "text"), **hp: Any):
+                 modalities: Sequence[str] = ("image", "text"), batch_local: bool = True, **hp: Any):
         super().__init__(ctx)
         d = int(embedding_dim)
         if reg_weight > 0 and int(feat_embed_dim) != d:
@@ -52,6 +56,7 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
         self.modalities = content_modalities(modalities)
         self.dropout = float(dropout)
         self.reg_weight = float(reg_weight)
+        self.batch_local = bool(batch_local)
         self.ui = LightGCNPropagation(int(n_ui_layers), "mean")
         self.mm = ItemGraphPropagation(ctx.graphs["mm"], int(n_mm_layers))
         self.full_graph = ctx.graphs["ui"]
@@ -76,10 +81,23 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
             self.train_graph = self.pruner.sample(generator)
             self._sampled = True
 
-    def propagate(self) -> Reps:
+    def _graph(self) -> Any:
         if self.training and self.pruner is not None and not self._sampled:
             self.pre_epoch(0, torch.Generator(device="cpu").manual_seed(0))
-        graph = self.train_graph if self.training else self.full_graph
+        return self.train_graph if self.training else self.full_graph
+
+    def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+        if not self.batch_local:
+            return self.propagate()
+        users = torch.unique(batch["user"])
+        items = torch.unique(torch.cat([batch["pos"], batch["neg"]]))
+        out = batch_readout(self._graph(), torch.cat([self.user_emb, self.item_emb]),
+                            torch.cat([users, self.n_users + items]), self.ui.num_layers, "mean")
+        user, item = torch.split(out, [users.numel(), items.numel()])
+        return {"user": user, "user_ids": users, "item": item + self.mm.rows(self.item_emb, items), "item_ids": items}
+
+    def propagate(self) -> Reps:
+        graph = self._graph()
         h = self.mm(self.item_emb)
         out = self.ui(graph, torch.cat([self.user_emb, self.item_emb]))
         user, item = torch.split(out, [self.n_users, self.n_items])
@@ -94,8 +112,8 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
         return out
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
-        u = reps["user"][batch["user"]]
-        p, n = reps["item"][batch["pos"]], reps["item"][batch["neg"]]
+        u = rows_of(reps, "user", batch["user"])
+        p, n = rows_of(reps, "item", batch["pos"]), rows_of(reps, "item", batch["neg"])
         terms = {"bpr": losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
         if self.reg_weight > 0:
             nb = batch["pos"].shape[0]

@@ -8,7 +8,8 @@ from torch import nn
 
 from graphrec import losses
 from graphrec.models import register_model
-from graphrec.models.base import ModelContext, Recommender, Reps
+from graphrec.models.base import ModelContext, Recommender, Reps, rows_of
+from graphrec.nn.batch_propagation import batch_readout
 from graphrec.nn.propagation import LightGCNPropagation
 
 
@@ -20,18 +21,23 @@ class LightGCN(Recommender):
 
     Loss: BPR on the propagated embeddings plus ``reg_weight`` x L2 of the batch's layer-0
     embeddings (LightGCN Eq. 15; MMRec/RecBole's EmbLoss: squared norms / batch size).
+
+    Training steps compute the readout of the batch's users and items only
+    (``batch_local=True``, `graphrec.nn.batch_propagation`): the same values and gradients as
+    whole-graph propagation, from fewer graph entries. Evaluation propagates the whole graph once.
     """
 
     name = "lightgcn"
 
     def __init__(self, ctx: ModelContext, embedding_dim: int = 64, n_layers: int = 2,
-                 reg_weight: float = 1e-4, readout: str = "mean", **hp):
+                 reg_weight: float = 1e-4, readout: str = "mean", batch_local: bool = True, **hp):
         super().__init__(ctx)
         self.embedding = nn.Embedding(self.n_users + self.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.embedding.weight)
         self.prop = LightGCNPropagation(n_layers, readout)
         self.reg_weight = float(reg_weight)
         self.graph = ctx.graphs["ui"]
+        self.batch_local = bool(batch_local) and readout in ("mean", "sum")
 
     @classmethod
     def graph_specs(cls, hp: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -42,8 +48,19 @@ class LightGCN(Recommender):
         user, item = torch.split(out, [self.n_users, self.n_items])
         return {"user": user, "item": item}
 
+    def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+        if not self.batch_local:
+            return self.propagate()
+        users = torch.unique(batch["user"])
+        items = torch.unique(torch.cat([batch["pos"], batch["neg"]]))
+        out = batch_readout(self.graph, self.embedding.weight, torch.cat([users, self.n_users + items]),
+                            self.prop.num_layers, self.prop.readout)
+        user, item = torch.split(out, [users.numel(), items.numel()])
+        return {"user": user, "user_ids": users, "item": item, "item_ids": items}
+
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
-        u, p, n = reps["user"][batch["user"]], reps["item"][batch["pos"]], reps["item"][batch["neg"]]
+        u, p, n = (rows_of(reps, "user", batch["user"]), rows_of(reps, "item", batch["pos"]),
+                   rows_of(reps, "item", batch["neg"]))
         terms = {"bpr": losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
         if self.reg_weight > 0:
             e = self.embedding.weight

@@ -47,5 +47,12 @@ class ItemGraphPropagation(nn.Module):
             h = _FixedSpMM.apply(self.s, self.st, h) if h.requires_grad else torch.sparse.mm(self.s, h)
         return h
 
+    def rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[rows]`` reading only the rows' entries of S when there is one hop."""
+        if self.num_layers != 1 or self.s.layout != torch.sparse_csr or not torch.is_grad_enabled():
+            return self.forward(x)[rows]
+        from graphrec.nn.batch_propagation import rows_product
+        return rows_product(self.s, self.st, x, rows)
+
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, nnz={self.s._nnz()}"

@@ -47,7 +47,8 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.o
 class Trainer:
     """Trains ``model`` on ``sampler`` batches and selects the epoch by ``valid`` only.
 
-    Per batch: the auxiliary estimator step (if the model has one), then one ``propagate()``,
+    Per batch: the auxiliary estimator step (if the model has one), then one ``train_forward(batch)``
+    (the whole-graph ``propagate()`` unless the model computes only the batch's rows),
     ``loss()`` -> named terms, their sum backpropagated. Per epoch: ``model.pre_epoch``,
     valid evaluation every ``eval_every`` epochs, the best state saved atomically on strict
     improvement of ``valid_metric``, and a full resumable checkpoint (``last.pt``: model,
@@ -154,7 +155,7 @@ class Trainer:
                     sums[f"aux_{k}"] = sums.get(f"aux_{k}", 0) + v.detach()
             self.opt.zero_grad(set_to_none=True)
             with amp:
-                reps = model.propagate()
+                reps = model.train_forward(batch)
                 terms = model.loss(batch, reps)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
