@@ -164,6 +164,7 @@ def write_dataset_yaml(root: str, name: str, modalities: List[str]) -> str:
         lines.append("vision_feature_file: 'image_feat.npy'")
     if "text" in modalities:
         lines.append("text_feature_file: 'text_feat.npy'")
+    lines.append("user_graph_dict_file: 'user_graph_dict.npy'")  # read by the official SAND only
     path = os.path.join(d, f"{name}.yaml")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -267,8 +268,29 @@ def _git(path: str) -> str:
         return "unknown"
 
 
-def export_dataset(dataset: str, scale: Optional[float], out_root: str) -> Tuple[str, str, List[str]]:
-    """Generate/load ``dataset``, split it as graphrec does, export it; returns (dir, name, modalities)."""
+def write_user_graph_dict(train, path: str, topk: int = 200) -> None:
+    """The official SAND code loads ``user_graph_dict.npy`` (its DRAGON-derived preprocessing script
+    writes it; the forward never uses it, but ``topk_sample`` reads it every epoch): per user, the
+    ids and co-interaction counts of the ``topk`` users sharing most training items, by count
+    descending. Built here from graphrec's user-user co-interaction graph."""
+    import numpy as np
+    import torch
+    from graphrec.graphs import cointeraction_graph
+
+    g = cointeraction_graph(train, side="user", topk=topk, weight="count").adj
+    crow, col, val = g.crow_indices().tolist(), g.col_indices(), g.values()
+    out = {}
+    for u in range(train.n_users):
+        c, v = col[crow[u]:crow[u + 1]], val[crow[u]:crow[u + 1]]
+        order = torch.argsort(-v, stable=True)
+        out[u] = [c[order].tolist(), v[order].tolist()]
+    np.save(path, out, allow_pickle=True)
+
+
+def export_dataset(dataset: str, scale: Optional[float], out_root: str,
+                   user_graph: bool = False) -> Tuple[str, str, List[str]]:
+    """Generate/load ``dataset``, split it as graphrec does, export it; returns (dir, name, modalities).
+    ``user_graph``: also write the official SAND's ``user_graph_dict.npy``."""
     from graphrec import config as config_mod
     from graphrec.data.export import export_mmrec
     from graphrec.datasets import load
@@ -279,6 +301,8 @@ def export_dataset(dataset: str, scale: Optional[float], out_root: str) -> Tuple
     name = re.sub(r"[^A-Za-z0-9_]", "_", dataset) + (f"_x{scale:g}".replace(".", "p") if scale else "")
     d = os.path.join(out_root, name)
     export_mmrec(ds, split, d, name)
+    if user_graph:
+        write_user_graph_dict(split.train, os.path.join(d, "user_graph_dict.npy"))
     mods = ds.features.modalities if ds.features is not None else []
     return d, name, mods
 
@@ -307,7 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows, measured, notes = [], {}, []
     try:
         data_root = os.path.join(work, "data")
-        ddir, name, mods = export_dataset(a.dataset, a.scale, data_root)
+        ddir, name, mods = export_dataset(a.dataset, a.scale, data_root, user_graph=bool(a.sand))
         print(f"exported {a.dataset} to {ddir} (MMRec layout)")
         copies: Dict[str, str] = {}
         for kind, path in (("mmrec", a.mmrec), ("sand", a.sand)):

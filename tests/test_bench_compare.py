@@ -175,3 +175,22 @@ def test_run_mmrec_on_a_fake_quick_start(cm, tmp_path):
     # one grid point: our value where given, else the yaml's first; only the seed is iterated
     assert seen["n_layers"] == 2 and seen["reg_weight"] == 0.01 and seen["hyper_parameters"] == ["seed"]
     assert seen["use_gpu"] is False and seen["epochs"] == 3 and seen["seed"] == [999]
+
+
+def test_user_graph_dict_matches_brute_force_co_counts(cm, tmp_path):
+    import numpy as np
+    import torch
+
+    from graph_fixtures import random_interactions
+    train = random_interactions(n_users=15, n_items=10, n_rows=60)
+    cm.write_user_graph_dict(train, str(tmp_path / "ug.npy"), topk=4)
+    got = np.load(tmp_path / "ug.npy", allow_pickle=True).item()
+    m = torch.zeros(train.n_users, train.n_items)
+    m[train.user, train.item] = 1
+    co = (m @ m.T).fill_diagonal_(0)
+    assert sorted(got) == list(range(train.n_users))
+    for u, (ids, counts) in got.items():
+        assert counts == sorted(counts, reverse=True) and len(ids) == min(4, int((co[u] > 0).sum()))
+        assert [float(co[u, j]) for j in ids] == counts
+        if ids:  # the top-k hold the largest co-counts
+            assert min(counts) >= float(torch.topk(co[u], len(ids)).values.min())

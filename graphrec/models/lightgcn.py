@@ -53,17 +53,23 @@ class LightGCN(Recommender):
             return self.propagate()
         users = torch.unique(batch["user"])
         items = torch.unique(torch.cat([batch["pos"], batch["neg"]]))
-        out = batch_readout(self.graph, self.embedding.weight, torch.cat([users, self.n_users + items]),
-                            self.prop.num_layers, self.prop.readout)
+        out, layer0 = batch_readout(self.graph, self.embedding.weight, torch.cat([users, self.n_users + items]),
+                                    self.prop.num_layers, self.prop.readout, with_inputs=True)
         user, item = torch.split(out, [users.numel(), items.numel()])
-        return {"user": user, "user_ids": users, "item": item, "item_ids": items}
+        user0, item0 = torch.split(layer0, [users.numel(), items.numel()])
+        return {"user": user, "user_ids": users, "item": item, "item_ids": items,
+                "user0": user0, "user0_ids": users, "item0": item0, "item0_ids": items}
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         u, p, n = (rows_of(reps, "user", batch["user"]), rows_of(reps, "item", batch["pos"]),
                    rows_of(reps, "item", batch["neg"]))
         terms = {"bpr": losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
         if self.reg_weight > 0:
-            e = self.embedding.weight
-            terms["reg"] = self.reg_weight * losses.l2_reg(
-                e[batch["user"]], e[self.n_users + batch["pos"]], e[self.n_users + batch["neg"]])
+            if "user0" in reps:  # layer-0 rows returned with the batch readout
+                e0 = (rows_of(reps, "user0", batch["user"]), rows_of(reps, "item0", batch["pos"]),
+                      rows_of(reps, "item0", batch["neg"]))
+            else:
+                e = self.embedding.weight
+                e0 = (e[batch["user"]], e[self.n_users + batch["pos"]], e[self.n_users + batch["neg"]])
+            terms["reg"] = self.reg_weight * losses.l2_reg(*e0)
         return terms

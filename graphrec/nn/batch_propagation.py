@@ -93,20 +93,20 @@ class _BatchReadout(torch.autograd.Function):
             p = _mm(b, p).add_(x[frontiers[j].rows])
         ctx.frontiers, ctx.blocks, ctx.adj_t, ctx.scale = [f.rows for f in frontiers], blocks[::-1], adj_t, scale
         ctx.n = x.shape[0]
-        return p.mul_(scale) if scale != 1.0 else p
+        return (p.mul_(scale) if scale != 1.0 else p), x[rows]
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor, grad_x_rows: Optional[torch.Tensor]):
         g = grad.contiguous() * ctx.scale if ctx.scale != 1.0 else grad.contiguous()
         rows, blocks = ctx.frontiers, ctx.blocks
-        small = []
+        small = [] if grad_x_rows is None else [(rows[0], grad_x_rows)]
         for j, b in enumerate(blocks):  # blocks[j] = A[S_j, S_{j+1}]
             small.append((rows[j], g))
             g = _mm(_transpose(b), g)
         pad = g.new_zeros(ctx.n, g.shape[1])
         pad.index_copy_(0, rows[-1], g)
         dx = _mm(ctx.adj_t, pad).add_(pad)
-        for r, gj in small:
+        for r, gj in small:  # the outer layers' x[S_j] terms and the layer-0 rows output
             dx.index_add_(0, r, gj)
         return dx, None, None, None, None, None
 
@@ -135,14 +135,19 @@ def rows_product(adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor, rows: 
 
 
 def batch_readout(graph: SparseGraph, x: torch.Tensor, rows: torch.Tensor, num_layers: int,
-                  readout: str = "mean") -> torch.Tensor:
-    r"""Rows ``rows`` (sorted, distinct) of :math:`c\sum_{l=0}^{K}\hat A^l x` (c = 1/(K+1) for
-    "mean", 1 for "sum"), differentiable in x; equals ``LightGCNPropagation(K, readout)(graph, x)[rows]``."""
+                  readout: str = "mean", with_inputs: bool = False):
+    r"""Rows ``rows`` (distinct) of :math:`c\sum_{l=0}^{K}\hat A^l x` (c = 1/(K+1) for "mean", 1 for
+    "sum"), differentiable in x; equals ``LightGCNPropagation(K, readout)(graph, x)[rows]``.
+
+    ``with_inputs=True`` also returns ``x[rows]`` (e.g. for an L2 term on the layer-0 embeddings):
+    its gradient joins the same table in the backward, instead of a separate full-size one."""
     if readout not in ("mean", "sum"):
         raise ValueError(f"batch_readout supports the 'mean' and 'sum' readouts, got {readout!r}")
-    if num_layers == 0:
-        return x[rows]
-    scale = 1.0 / (num_layers + 1) if readout == "mean" else 1.0
     if x.dtype != graph.adj.dtype:
         x = x.to(graph.adj.dtype)
-    return _BatchReadout.apply(x, graph.adj, graph.transpose_csr(), rows, int(num_layers), scale)
+    if num_layers == 0:
+        out = x[rows]
+        return (out, out) if with_inputs else out
+    scale = 1.0 / (num_layers + 1) if readout == "mean" else 1.0
+    out, x_rows = _BatchReadout.apply(x, graph.adj, graph.transpose_csr(), rows, int(num_layers), scale)
+    return (out, x_rows) if with_inputs else out
