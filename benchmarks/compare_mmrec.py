@@ -14,7 +14,10 @@ run on a current stack (Python 3.11, torch >= 2.6, numpy 2, scipy >= 1.12) and o
 4. unused image-helper imports of its dataset module (torchvision, lmdb) guarded by ``try/except
    ImportError`` (feature-based models never call them);
 5. where a model file's name is not lower case (the official SAND's ``models/SAND.py``, which its
-   ``get_model`` imports as ``models.sand``), a lower-case alias module that re-exports it.
+   ``get_model`` imports as ``models.sand``), a lower-case alias module that re-exports it;
+6. ``self.x = nn.Parameter(t).to(self.device)`` -> ``....to(self.device).clone()``: on CUDA, where the
+   code was written, ``.to`` returns a plain tensor that the forward later overwrites; on CPU it
+   returns the Parameter itself and the overwrite raises (DRAGON, SAND).
 
 The official SAND code also logs every epoch to Weights & Biases (``wandb.init(mode='online')``);
 the run wrapper puts a no-op ``wandb`` module first on the import path (nothing may contact the
@@ -112,6 +115,10 @@ def _guard_imports(path: str, modules: Tuple[str, ...], changes: List[str]) -> N
         changes.append(f"{os.path.relpath(path)}: guarded {len(spans)} unused import(s) of {', '.join(modules)}")
 
 
+# balanced parentheses, up to five levels deep, across lines
+_BALANCED = r"(?:[^()]|\((?:[^()]|\((?:[^()]|\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\))*\))*\))*"
+
+
 def patch_tree(root: str) -> List[str]:
     """Apply the behaviour-preserving edits to the copy at ``root``; returns what changed."""
     changes: List[str] = []
@@ -125,6 +132,11 @@ def patch_tree(root: str) -> List[str]:
             _sub(p, r"(\w+)\._update\(", r"\1._dict.update(", "dok _update -> _dict.update", changes)
             # 2. numpy >= 1.24 removed the np.float alias (np.float32 etc. untouched)
             _sub(p, r"\bnp\.float\b(?!\d|_)", "float", "np.float -> float", changes)
+            # 6. `self.x = nn.Parameter(t).to(self.device)`: on CUDA `.to` returns a plain tensor, so the
+            #    attribute is an ordinary tensor the forward later overwrites (DRAGON, SAND); on CPU `.to`
+            #    returns the Parameter itself and that overwrite raises. `.clone()` gives CPU the CUDA case.
+            _sub(p, r"(self\.\w+\s*=\s*nn\.Parameter\(" + _BALANCED + r"\))\.to\(self\.device\)(?!\.clone)",
+                 r"\1.to(self.device).clone()", "nn.Parameter(...).to(device) -> plain tensor as on CUDA", changes)
             # 3. torch >= 2.6 loads weights only by default; the cached graph is a pickled tensor
             _sub(p, r"torch\.load\(((?:(?!weights_only)[^()\n])*)\)", r"torch.load(\1, weights_only=False)",
                  "torch.load(..., weights_only=False)", changes)
@@ -320,6 +332,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/compare_mmrec", help="output prefix (.json, .md)")
     ap.add_argument("--label", default="", help="e.g. 'shared machine, preliminary'")
     ap.add_argument("--timeout", type=float, help="seconds per run")
+    ap.add_argument("--mmrec-rev", help="commit of the MMRec copy when it is not a git checkout (e.g. an archive)")
+    ap.add_argument("--sand-rev", help="commit of the SAND copy when it is not a git checkout")
     a = ap.parse_args(argv)
 
     from graphrec.bench import reference as ref
@@ -369,7 +383,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     ours = [r["graphrec"] for r in rows if not r["graphrec"].get("error")]
-    src = ", ".join(f"{k} {_git(p)}" for k, p in (("MMRec", a.mmrec), ("SAND", a.sand)) if p)
+    src = ", ".join(f"{k} {rev or _git(p)}" for k, p, rev in (("MMRec", a.mmrec, a.mmrec_rev), ("SAND", a.sand, a.sand_rev))
+                    if p)
     out = {"kind": "graphrec-compare-mmrec", "label": a.label, "dataset": a.dataset, "scale": a.scale,
            "epochs": a.epochs, "threads": a.threads, "edits": notes,
            "source": f"compare_mmrec.py, same run ({src})" if measured else ref.MMREC_SOURCE,

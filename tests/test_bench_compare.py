@@ -41,6 +41,10 @@ def _fake_checkout(root: Path) -> None:
             return torch.load(path)
         def cached2(path):
             return torch.load(path, weights_only=False)
+        class M:
+            def build(self, n):
+                self.e = nn.Parameter(
+                    nn.init.xavier_normal_(torch.tensor(np.random.randn(n, 2)))).to(self.device)
         """))
     (root / "src" / "utils" / "metrics.py").write_text(textwrap.dedent("""\
         import numpy as np
@@ -77,6 +81,7 @@ def test_copy_and_patch_leave_the_original_untouched(cm, tmp_path):
     assert "A._dict.update(d)" in gcn and "._update(" not in gcn
     assert "torch.load(path, weights_only=False)" in gcn
     assert gcn.count("weights_only=False") == 2  # the already-explicit call is left alone
+    assert "np.random.randn(n, 2)))).to(self.device).clone()" in gcn  # CPU gets CUDA's plain tensor
     met = (d / "src" / "utils" / "metrics.py").read_text()
     assert "dtype=float)" in met and "dtype=np.float32" in met
     ds = (d / "src" / "utils" / "dataset.py").read_text()
@@ -94,7 +99,7 @@ def test_copy_and_patch_leave_the_original_untouched(cm, tmp_path):
         sys.path.remove(str(d / "src"))
         for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
             del sys.modules[k]
-    assert len(changes) == 5
+    assert len(changes) == 6
     assert cm.patch_tree(dst)[:1] == [c for c in cm.patch_tree(dst)][:1]  # idempotent enough to re-run
 
 
