@@ -154,7 +154,8 @@ def patch_tree(root: str) -> List[str]:
                 with open(os.path.join(mdir, fn.lower()), "w") as f:
                     f.write(f"from models.{stem} import *  # noqa: F401,F403  (alias added by graphrec's compare_mmrec.py)\n")
                 changes.append(f"{os.path.relpath(os.path.join(mdir, fn))}: alias module {fn.lower()}")
-    return changes
+    prefix = os.path.relpath(root) + os.sep  # report paths inside the copy, not the temporary directory
+    return [c[len(prefix):] if c.startswith(prefix) else c for c in changes]
 
 
 def config_dir_cwd(root: str) -> str:

@@ -26,7 +26,10 @@ Consumer = Tuple[Optional[nn.Linear], slice]
 
 
 def _cols(s: slice, width: int) -> range:
-    return range(*s.indices(width))
+    r = range(*s.indices(width))
+    if r.step != 1:
+        raise ValueError(f"linear consumers read contiguous column slices, got {s}")
+    return r
 
 
 def reassociation_pays(n_rows: int, d_in: int, d_out: int, consumers: Sequence[Consumer]) -> bool:
@@ -35,7 +38,8 @@ def reassociation_pays(n_rows: int, d_in: int, d_out: int, consumers: Sequence[C
     shapes = [(len(_cols(c, d_out)), layer.out_features if layer is not None else len(_cols(c, d_out)),
                layer is not None) for layer, c in consumers]
     direct = n_rows * d_in * d_out + n_rows * sum(w * o for w, o, is_layer in shapes if is_layer)
-    fused = sum(o * w * d_in for w, o, is_layer in shapes if is_layer) + n_rows * d_in * sum(o for _, o, _ in shapes)
+    k = sum(o for _, o, _ in shapes)
+    fused = k * d_out * d_in + n_rows * d_in * k  # the stacked map C W, then x (C W)^T
     return fused < direct
 
 
@@ -52,17 +56,19 @@ def linear_consumers(x: torch.Tensor, proj: nn.Linear, consumers: Sequence[Consu
         z = proj(x)
         return [z[:, c] if layer is None else layer(z[:, c]) for layer, c in consumers]
     w, b = proj.weight, proj.bias
-    maps, biases, widths = [], [], []
+    # every consumer as a K_k x d_out block: its weight placed at its columns, zeros elsewhere, so
+    # one product C W gives all maps (no per-slice gradients of W, each a zero-filled d_out x d_in)
+    blocks, biases, widths = [], [], []
     for layer, c in consumers:
-        wc = w[c]                                     # |c| x d_in
-        bc = b[c] if b is not None else None
-        if layer is None:
-            maps.append(wc)
-            biases.append(bc if bc is not None else wc.new_zeros(wc.shape[0]))
-        else:
-            maps.append(layer.weight @ wc)            # out_k x d_in
-            e = layer.bias if layer.bias is not None else wc.new_zeros(layer.out_features)
-            biases.append(e if bc is None else torch.addmv(e, layer.weight, bc))
-        widths.append(maps[-1].shape[0])
-    y = F.linear(x, torch.cat(maps), torch.cat(biases))  # one pass over x for all consumers
+        cols = _cols(c, d_out)
+        lw = layer.weight if layer is not None else torch.eye(len(cols), dtype=w.dtype, device=w.device)
+        blocks.append(F.pad(lw, (cols.start, d_out - cols.stop)))
+        e = layer.bias if layer is not None and layer.bias is not None else None
+        biases.append(e if e is not None else lw.new_zeros(lw.shape[0]))
+        widths.append(lw.shape[0])
+    c_all = torch.cat(blocks)                          # K x d_out
+    bias = torch.cat(biases)
+    if b is not None:
+        bias = torch.addmv(bias, c_all, b)
+    y = F.linear(x, c_all @ w, bias)                   # one pass over x for all consumers
     return list(y.split(widths, dim=1))
