@@ -97,3 +97,26 @@ def test_negative_l2_modes():
         assert losses.negative_l2(x - 0.1 * x.grad, z).item() < v.item()
     with pytest.raises(ValueError):
         losses.negative_l2(g, q, "bogus")
+
+
+def test_blocked_diagonal_ce_equals_full_matrix_value_and_gradients(monkeypatch):
+    """Row-blocked contrastive CE (no N x N matrix) equals F.cross_entropy on the full logits."""
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(37, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    k = torch.randn(37, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    want = F.cross_entropy(q @ k.T / 0.2, torch.arange(37))
+    gq, gk = torch.autograd.grad(want, [q, k])
+    monkeypatch.setattr(losses, "CONTRASTIVE_BLOCK", 37 * 8)  # blocks of 8 rows, the last one short
+    got = losses.diagonal_ce(q, k, 0.2)
+    hq, hk = torch.autograd.grad(got, [q, k])
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(hq, gq)
+    torch.testing.assert_close(hk, gk)
+    # and through the public losses
+    x, y = torch.randn(37, 4, generator=g), torch.randn(37, 4, generator=g)
+    full = F.cross_entropy(F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T / 0.3, torch.arange(37))
+    assert losses.solosim(x, y, 0.3).item() == pytest.approx(full.item(), rel=1e-5)
+    monkeypatch.setattr(losses, "CONTRASTIVE_BLOCK", 1 << 24)
+    assert losses.infonce(x, y, 0.3).item() == pytest.approx(
+        0.5 * (losses.solosim(x, y, 0.3) + losses.solosim(y, x, 0.3)).item(), rel=1e-5)
