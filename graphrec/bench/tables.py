@@ -23,10 +23,13 @@ METHOD_NOTE = (
 
 
 SCALING_NOTE = (
-    "`--scale s` multiplies users, items and interactions together. A model that propagates the whole "
-    "graph in every training step (LightGCN, FREEDOM, SAND; MMRec's implementations alike) does "
-    "(batches ~ s) x (one propagation ~ s) work per epoch, and full-ranking evaluation scores "
-    "(users ~ s) x (items ~ s): both grow about as s^2 by construction; memory grows about as s.")
+    "`--scale s` multiplies users, items and interactions together, so an epoch has ~s training steps. "
+    "LightGCN and FREEDOM train batch-local: a step reads the graph rows of the batch's 1- and 2-hop "
+    "neighbourhoods plus one whole-graph product in the backward, and exact Adam updates every row of "
+    "the embedding tables (MMRec propagates the whole graph forward and backward in every step). A step "
+    "therefore still grows with the graph and an epoch grows faster than s (about s^2 for whole-graph "
+    "steps); `ms/step` isolates the per-step part. Full-ranking evaluation scores (users ~ s) x "
+    "(items ~ s). Memory grows about as s.")
 
 
 def _median(v: Sequence[float]) -> Optional[float]:

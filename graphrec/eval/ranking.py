@@ -26,7 +26,7 @@ class RankingEvaluator:
 
     def __init__(self, target: Interactions, mask: Iterable[Interactions], ks: Iterable[int] = (10, 20),
                  metrics: Iterable[str] = METRICS, device: torch.device | str = "cpu",
-                 user_chunk: int = 4096, train: Optional[Interactions] = None):
+                 user_chunk: int = 256, train: Optional[Interactions] = None):
         self.ks = sorted(set(int(k) for k in ks))
         self.metrics = list(metrics)
         self.device = torch.device(device)
