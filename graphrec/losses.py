@@ -85,6 +85,8 @@ def diagonal_ce(q: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:
     """``F.cross_entropy(q @ k.T / tau, arange(N))`` in row blocks of at most
     :data:`CONTRASTIVE_BLOCK` logits (no N x N matrix: SAND aligns all 23k Clothing items)."""
     block = max(1, CONTRASTIVE_BLOCK // max(1, k.shape[0]))
+    if q.dtype in (torch.float16, torch.bfloat16):  # under autocast: the softmax is taken in float32
+        q, k = q.float(), k.float()
     if block >= q.shape[0]:  # small: one block, plain autograd
         return F.cross_entropy(q @ k.T / tau, torch.arange(q.shape[0], device=q.device))
     return _DiagonalCE.apply(q, k, float(tau), block)
