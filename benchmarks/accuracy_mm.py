@@ -142,7 +142,9 @@ def write(rows: list[dict], results: dict, stem: str, header: str) -> None:
              + " | ".join(f"test {m}" for m in METRICS) + " | best epoch | s/epoch |",
              "|---" * (4 + 2 * len(METRICS)) + "|"]
     for r in rows:
-        cells = [f"{r[f'{s}_{m}']:.4f} ± {r[f'{s}_{m}_std']:.4f}" for s in ("valid", "test") for m in METRICS]
+        # one seed has no spread to report: the mean alone, not "± 0"
+        cells = [f"{r[f'{s}_{m}']:.4f}" + (f" ± {r[f'{s}_{m}_std']:.4f}" if r["seeds"] > 1 else "")
+                 for s in ("valid", "test") for m in METRICS]
         lines.append(f"| {r['model']} | {r['seeds']} | " + " | ".join(cells) + f" | {r['best_epoch']:.0f} | {r['s_per_epoch']:.2f} |")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
