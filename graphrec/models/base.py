@@ -25,9 +25,10 @@ from graphrec.data.interactions import Interactions
 Reps = Dict[str, torch.Tensor]
 
 
-def rows_of(reps: Reps, key: str, ids: torch.Tensor) -> torch.Tensor:
-    """``reps[key][ids]``, also when ``reps`` holds only some rows (``reps[key + '_ids']``, sorted)."""
-    held = reps.get(key + "_ids")
+def rows_of(reps: Reps, key: str, ids: torch.Tensor, ids_of: Optional[str] = None) -> torch.Tensor:
+    """``reps[key][ids]``, also when ``reps`` holds only some rows: their sorted global ids are
+    ``reps[(ids_of or key) + '_ids']`` (``ids_of`` lets several tables share one id list)."""
+    held = reps.get((ids_of or key) + "_ids")
     if held is None:
         return reps[key][ids]
     return reps[key][torch.searchsorted(held, ids)]

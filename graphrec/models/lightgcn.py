@@ -46,7 +46,8 @@ class LightGCN(Recommender):
     def propagate(self) -> Reps:
         out = self.prop(self.graph, self.embedding.weight)
         user, item = torch.split(out, [self.n_users, self.n_items])
-        return {"user": user, "item": item}
+        user0, item0 = torch.split(self.embedding.weight, [self.n_users, self.n_items])
+        return {"user": user, "item": item, "user0": user0, "item0": item0}
 
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         if not self.batch_local:
@@ -57,19 +58,14 @@ class LightGCN(Recommender):
                                     self.prop.num_layers, self.prop.readout, with_inputs=True)
         user, item = torch.split(out, [users.numel(), items.numel()])
         user0, item0 = torch.split(layer0, [users.numel(), items.numel()])
-        return {"user": user, "user_ids": users, "item": item, "item_ids": items,
-                "user0": user0, "user0_ids": users, "item0": item0, "item0_ids": items}
+        return {"user": user, "item": item, "user0": user0, "item0": item0, "user_ids": users, "item_ids": items}
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         u, p, n = (rows_of(reps, "user", batch["user"]), rows_of(reps, "item", batch["pos"]),
                    rows_of(reps, "item", batch["neg"]))
         terms = {"bpr": losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
-        if self.reg_weight > 0:
-            if "user0" in reps:  # layer-0 rows returned with the batch readout
-                e0 = (rows_of(reps, "user0", batch["user"]), rows_of(reps, "item0", batch["pos"]),
-                      rows_of(reps, "item0", batch["neg"]))
-            else:
-                e = self.embedding.weight
-                e0 = (e[batch["user"]], e[self.n_users + batch["pos"]], e[self.n_users + batch["neg"]])
-            terms["reg"] = self.reg_weight * losses.l2_reg(*e0)
+        if self.reg_weight > 0:  # layer-0 rows (from the batch readout, their gradient joins its table)
+            terms["reg"] = self.reg_weight * losses.l2_reg(
+                rows_of(reps, "user0", batch["user"], "user"), rows_of(reps, "item0", batch["pos"], "item"),
+                rows_of(reps, "item0", batch["neg"], "item"))
         return terms

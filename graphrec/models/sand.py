@@ -46,7 +46,7 @@ class SANDAuxMixin:
         if self._aux_codes is None:
             with torch.no_grad():
                 self._aux_codes = self.sand.estimator_codes(self.sand_inputs(batch, None))
-        return self.sand.estimator_loss({}, self._aux_codes)
+        return self.sand.estimator_loss(self._aux_codes)
 
 
 def sand_items(batch: Dict[str, torch.Tensor], align_items: str) -> Optional[torch.Tensor]:
@@ -166,8 +166,8 @@ class SAND(SANDAuxMixin, FrozenItemGraphSpecs, Recommender):
                 layers = self.sand.first_layers(m, ("code_g", "code_q"))
                 out[m] = dict(zip(layers, self._consume(m, list(layers.values()), items)))
             else:
-                out[m] = {k: v if items is None else v[items] for k, v in
-                          ((k, reps[f"sand_{m}_{k}"]) for k in self.sand.first_layers(m))}
+                held = {k: reps[f"sand_{m}_{k}"] for k in self.sand.first_layers(m)}
+                out[m] = held if items is None else {k: v[items] for k, v in held.items()}
         return out
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:

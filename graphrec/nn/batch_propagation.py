@@ -67,6 +67,13 @@ class _Frontier:
                                        check_invariants=False)
 
 
+def _transposed_product(adj_t: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, n: int) -> torch.Tensor:
+    """``A^T pad_rows(g)``: the gradient, w.r.t. a full table of n rows, of ``A[rows, :] x``."""
+    pad = g.new_zeros(n, g.shape[1])
+    pad.index_copy_(0, rows, g)
+    return _mm(adj_t, pad)
+
+
 def _transpose(block: torch.Tensor) -> torch.Tensor:
     """CSR transpose of a (small) CSR block: one sort of its entries."""
     return block.t().to_sparse_csr()
@@ -103,10 +110,9 @@ class _BatchReadout(torch.autograd.Function):
         for j, b in enumerate(blocks):  # blocks[j] = A[S_j, S_{j+1}]
             small.append((rows[j], g))
             g = _mm(_transpose(b), g)
-        pad = g.new_zeros(ctx.n, g.shape[1])
-        pad.index_copy_(0, rows[-1], g)
-        dx = _mm(ctx.adj_t, pad).add_(pad)
-        for r, gj in small:  # the outer layers' x[S_j] terms and the layer-0 rows output
+        dx = _transposed_product(ctx.adj_t, rows[-1], g, ctx.n)
+        small.append((rows[-1], g))
+        for r, gj in small:  # the x[S_j] terms of every layer and the layer-0 rows output
             dx.index_add_(0, r, gj)
         return dx, None, None, None, None, None
 
@@ -123,9 +129,7 @@ class _RowsProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (rows,) = ctx.saved_tensors
-        pad = grad.new_zeros(ctx.n, grad.shape[1])
-        pad.index_copy_(0, rows, grad)
-        return _mm(ctx.adj_t, pad), None, None, None
+        return _transposed_product(ctx.adj_t, rows, grad.contiguous(), ctx.n), None, None, None
 
 
 def rows_product(adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -207,13 +207,12 @@ class SANDHeads(nn.Module):
         codes = [self.codes(m, z[m]) for m in self.modalities]
         return torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])
 
-    def estimator_loss(self, z: Dict[str, SANDInput],
-                       codes: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
-        """CLUB's max-likelihood loss (SAND Eq. 12) summed over modalities, on detached codes
-        (``codes`` from :meth:`estimator_codes`, or computed from ``z``)."""
+    def estimator_loss(self, codes: Tuple[torch.Tensor, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """CLUB's max-likelihood loss (SAND Eq. 12) summed over modalities, on the detached codes
+        of :meth:`estimator_codes`."""
         if self.club is None:
             return {}
-        g, q = codes if codes is not None else self.estimator_codes(z)
+        g, q = codes
         # one forward over all modalities' rows (the estimator is shared): sum_m mean_i over equal
         # row counts = M * mean over the stacked rows
         return {"club_nll": len(self.modalities) * self.club.learning_loss(g, q)}
