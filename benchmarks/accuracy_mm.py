@@ -74,7 +74,16 @@ def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: st
             return _with_config(json.load(f))
     if finished_only:
         return None
-    if os.path.isdir(out):  # an interrupted run: start it again from scratch
+    if all(os.path.exists(os.path.join(out, f)) for f in ("last.pt", "config.yaml", "split.npz")):
+        # an interrupted run continues from its last checkpoint with its saved config (a resumed run
+        # reproduces the uninterrupted one: tests/test_train_run.py); --set does not apply to it
+        t0 = time.time()
+        r = run(resume=out, quiet=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {dataset} {model} seed {seed} (resumed): test R@20 "
+              f"{r['test']['recall@20']:.4f} (best epoch {r['best_epoch']}/{r['epochs_run']}, {time.time() - t0:.0f} s)",
+              flush=True)
+        return _with_config(r)
+    if os.path.isdir(out):  # interrupted before its first checkpoint: start again from scratch
         import shutil
         shutil.rmtree(out)
     ov = json.loads(json.dumps(ds["overrides"]))
@@ -157,6 +166,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=str(ROOT / "runs" / "accuracy_mm"))
     ap.add_argument("--set", default="{}", help="JSON of extra overrides, e.g. '{\"model_params\": {\"club_steps\": 5}}'")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--also-tags", default="",
+                    help="with --finished-only: comma list of further tags whose finished runs fill the table "
+                         "(e.g. the parity runs of lightgcn/freedom beside the 'full' runs)")
+    ap.add_argument("--stem", help="output name (default accuracy_mm_<dataset>[_<tag>])")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--ablation", action="store_true", help="SAND-a with and without distancing (and alignment)")
     ap.add_argument("--finished-only", action="store_true",
@@ -179,14 +192,20 @@ def main(argv=None) -> int:
     else:
         models = ALL if a.models == "all" else a.models.split(",")
         for m in models:
-            results[m] = [r for s in seeds
-                          if (r := run_one(a.dataset, m, s, a.runs, extra, a.tag, a.epochs, a.finished_only)) is not None]
+            tags = [a.tag] + ([t for t in a.also_tags.split(",") if t] if a.finished_only else [])
+            results[m] = []
+            for s in seeds:
+                for t in tags:  # the first tag with a finished run of this (model, seed)
+                    r = run_one(a.dataset, m, s, a.runs, extra, t, a.epochs, a.finished_only)
+                    if r is not None:
+                        results[m].append(r)
+                        break
     missing = [m for m, rs in results.items() if not rs]
     results = {m: rs for m, rs in results.items() if rs}
     if missing:
         print(f"no finished run for {', '.join(missing)}", flush=True)
     rows = summarise(results)
-    stem = f"accuracy_mm_{a.dataset}" + ("_ablation" if a.ablation else "") + (f"_{a.tag}" if a.tag else "")
+    stem = a.stem or (f"accuracy_mm_{a.dataset}" + ("_ablation" if a.ablation else "") + (f"_{a.tag}" if a.tag else ""))
     seed_note = f"seeds {seeds}" + (" (finished runs only: the seeds column counts them)" if a.finished_only else "")
     header = (f"# accuracy_mm: {a.dataset} ({DATASETS[a.dataset]['name'].split(':')[0]}), {seed_note}, "
               f"epoch selected by valid recall@20; extra overrides {extra or 'none'}; CPU shared with other jobs")
