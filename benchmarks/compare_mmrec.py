@@ -2,7 +2,7 @@
 
     python benchmarks/compare_mmrec.py --mmrec PATH/TO/MMRec [--sand PATH/TO/SAND]
         [--dataset synthetic-clothing] [--scale 1] [--models lightgcn,freedom] [--epochs 3]
-        [--threads 2] [--work DIR] [--out benchmarks/results/compare_mmrec] [--label TEXT]
+        [--threads 2] [--work DIR] [--out benchmarks/results/compare_mmrec] [--label TEXT] [--max-steps N]
 
 PATH is the user's own checkout; nothing of it is vendored here and the checkout is never
 modified: it is copied into a temporary work directory, where behaviour-preserving edits make it
@@ -202,6 +202,11 @@ if threads:
 sys.path.insert(0, sys.argv[1])
 from utils.quick_start import quick_start
 model, dataset, cfg = sys.argv[2], sys.argv[3], __import__("json").loads(sys.argv[4])
+max_steps = cfg.pop("graphrec_max_steps", None)
+if max_steps:  # per-step timing: each training epoch ends after max_steps batches of its shuffle
+    from utils import dataloader as _dl
+    _end = _dl.TrainDataLoader.pr_end
+    _dl.TrainDataLoader.pr_end = property(lambda self: min(_end.fget(self), int(max_steps) * self.step))
 conf_dir = "src/configs" if os.path.isdir("src/configs") else "configs"
 myaml = os.path.join(conf_dir, "model", model + ".yaml")
 fixed = dict(cfg.pop("model_params"))
@@ -237,13 +242,17 @@ with open("/proc/self/status") as f:
 
 
 def run_mmrec(root: str, mmrec_model: str, dataset: str, data_root: str, epochs: int, params: dict,
-              threads: int, timeout: Optional[float] = None) -> dict:
-    """Run ``quick_start`` of the patched copy at ``root``; times from its log, peak RSS from /proc."""
+              threads: int, timeout: Optional[float] = None, max_steps: Optional[int] = None) -> dict:
+    """Run ``quick_start`` of the patched copy at ``root``; times from its log, peak RSS from /proc.
+    ``max_steps``: end every training epoch after that many batches (its log's epoch time is then
+    the time of those steps)."""
     for f in os.listdir(os.path.join(data_root, dataset)):
         if f.startswith("mm_adj") and f.endswith(".pt"):  # FREEDOM's kNN cache: time the build
             os.remove(os.path.join(data_root, dataset, f))
     cfg = {"epochs": int(epochs), "use_gpu": False, "data_path": os.path.abspath(data_root) + os.sep,
            "stopping_step": 10 ** 6, "seed": [999], "save_recommended_topk": False, "model_params": params}
+    if max_steps:
+        cfg["graphrec_max_steps"] = int(max_steps)
     cwd = config_dir_cwd(root)
     wrapper = os.path.join(root, "_graphrec_compare_run.py")
     with open(wrapper, "w") as f:
@@ -270,6 +279,7 @@ def run_mmrec(root: str, mmrec_model: str, dataset: str, data_root: str, epochs:
     ev = times["eval_s"][1:] if len(times["eval_s"]) > 1 else times["eval_s"]
     return {"train_s_epochs": times["train_s"], "eval_s_runs": times["eval_s"],
             "train_s": statistics.median(timed), "eval_s": statistics.median(ev) if ev else None,
+            "max_steps": max_steps,
             "peak_rss_gb": peak[-1] / 2**20 if peak else None, "wall_s": round(wall, 2)}
 
 
@@ -333,6 +343,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/compare_mmrec", help="output prefix (.json, .md)")
     ap.add_argument("--label", default="", help="e.g. 'shared machine, preliminary'")
     ap.add_argument("--timeout", type=float, help="seconds per run")
+    ap.add_argument("--max-steps", type=int,
+                    help="end every training epoch after this many batches on both sides and compare seconds "
+                         "per step (for implementations whose full epoch takes too long to repeat)")
     ap.add_argument("--mmrec-rev", help="commit of the MMRec copy when it is not a git checkout (e.g. an archive)")
     ap.add_argument("--sand-rev", help="commit of the SAND copy when it is not a git checkout")
     a = ap.parse_args(argv)
@@ -358,9 +371,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 copies[kind] = dst
         for m in models:
             sets = COMMON_SETS + GRAPHREC_SETS.get(m, [])
+            if a.max_steps:
+                sets = sets + [f"train.max_steps_per_epoch={a.max_steps}"]
             print(f"graphrec {m} on mmrec:{ddir} ...")
             ours = run_one(m, f"mmrec:{ddir}", a.epochs, None, sets, "cpu", a.threads, 1, a.timeout)
             ours["dataset"] = a.dataset  # the same data, under the name the tables know
+            if a.max_steps and ours.get("train_s_per_step"):
+                ours["truncated_train_s_per_epoch"] = ours["train_s_per_epoch"]
+                ours["train_s_per_epoch"] = ours["projected_train_s_per_epoch"] = (
+                    ours["train_s_per_step"] * ours["full_steps_per_epoch"])
             if ours.get("error"):
                 print(f"graphrec {m} FAILED: {ours['error']}")
             row = {"dataset": a.dataset, "model": m, "graphrec": ours}
@@ -368,8 +387,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             if spec and spec[1] in copies:
                 print(f"MMRec ({spec[1]}) {spec[0]} ...")
                 try:
-                    r = run_mmrec(copies[spec[1]], spec[0], name, data_root, a.epochs, spec[2], a.threads, a.timeout)
+                    r = run_mmrec(copies[spec[1]], spec[0], name, data_root, a.epochs, spec[2], a.threads, a.timeout,
+                                  a.max_steps)
                     row["mmrec_run"] = r
+                    if a.max_steps and ours.get("full_steps_per_epoch"):
+                        # same batches per epoch on both sides (same training pairs, same batch size)
+                        r["train_s_per_step"] = r["train_s"] / min(a.max_steps, ours["full_steps_per_epoch"])
+                        r["projected_train_s_per_epoch"] = r["train_s_per_step"] * ours["full_steps_per_epoch"]
+                        r = dict(r, train_s=r["projected_train_s_per_epoch"])
                     row["mmrec"] = {"train_s": (r["train_s"], r["train_s"]),
                                     "eval_s": (r["eval_s"], r["eval_s"]) if r["eval_s"] else None,
                                     "rss_gb": (r["peak_rss_gb"], r["peak_rss_gb"])}
@@ -387,7 +412,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     src = ", ".join(f"{k} {rev or _git(p)}" for k, p, rev in (("MMRec", a.mmrec, a.mmrec_rev), ("SAND", a.sand, a.sand_rev))
                     if p)
     out = {"kind": "graphrec-compare-mmrec", "label": a.label, "dataset": a.dataset, "scale": a.scale,
-           "epochs": a.epochs, "threads": a.threads, "edits": notes,
+           "epochs": a.epochs, "threads": a.threads, "max_steps": a.max_steps, "edits": notes,
            "source": f"compare_mmrec.py, same run ({src})" if measured else ref.MMREC_SOURCE,
            "mmrec_device": (f"{ours[0]['device_name']}, {a.threads} threads" if ours and measured
                             else ref.MMREC_DEVICE),
@@ -402,6 +427,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         md = tables.mmrec_table(ours)
         head = ("graphrec measured now; MMRec column = figures recorded on the same machine kind "
                 "(reference, not re-run: pass --mmrec PATH to measure it)")
+    if a.max_steps:
+        head += (f". Training epochs were cut to {a.max_steps} batches on both sides; the s/epoch columns are "
+                 "seconds per step (median over timed epochs) x the full epoch's batch count")
     text = f"# graphrec beside MMRec\n\n{head}. {a.label}\n\n{md}\n"
     if notes:
         text += "\nEdits applied to the temporary copy:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

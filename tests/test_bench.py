@@ -40,6 +40,19 @@ def test_worker_record_has_required_keys_and_sane_values():
     assert r["graphs"]["ui"]["nnz"] == 2 * r["n_train"]  # symmetric bipartite: each pair twice
 
 
+def test_truncated_epochs_give_seconds_per_step():
+    """``train.max_steps_per_epoch`` ends each epoch after that many batches; the record says how
+    many ran, how many a full epoch has, and the time per step."""
+    recs = run_bench(["mf"], "synthetic", epochs=2, scales=[0.1], threads=1, timeout=120,
+                     sets=["train.batch_size=64", "train.max_steps_per_epoch=3"], echo=lambda m: None)
+    r = recs[0]
+    assert "error" not in r, r.get("error")
+    assert r["steps_per_epoch"] == 3
+    assert r["full_steps_per_epoch"] == -(-r["n_train"] // 64) > 3
+    # both are rounded (4 and 5 decimals) from the same unrounded median
+    assert r["train_s_per_step"] == pytest.approx(r["train_s_per_epoch"] / 3, rel=1e-3, abs=1e-4)
+
+
 def test_unknown_model_is_reported_not_run():
     ok, skipped = available_models(["mf", "definitely-not-a-model"])
     assert ok == ["mf"] and "definitely-not-a-model" in skipped

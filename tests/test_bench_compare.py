@@ -182,6 +182,44 @@ def test_run_mmrec_on_a_fake_quick_start(cm, tmp_path):
     assert seen["use_gpu"] is False and seen["epochs"] == 3 and seen["seed"] == [999]
 
 
+def test_run_mmrec_max_steps_cuts_the_training_loader(cm, tmp_path):
+    """``max_steps``: the wrapper caps the training loader's end at max_steps batches (its
+    ``pr_end``), so a logged epoch time is the time of those steps; evaluation loaders are untouched."""
+    root = tmp_path / "fake"
+    _fake_checkout(root)
+    (root / "src" / "utils" / "dataloader.py").write_text(textwrap.dedent("""\
+        import math
+        class AbstractDataLoader:
+            def __init__(self, n, batch_size):
+                self.n, self.step = n, batch_size
+            def __len__(self):
+                return math.ceil(self.pr_end / self.step)
+        class TrainDataLoader(AbstractDataLoader):
+            @property
+            def pr_end(self):
+                return self.n
+        class EvalDataLoader(AbstractDataLoader):
+            @property
+            def pr_end(self):
+                return self.n
+        """))
+    (root / "src" / "utils" / "quick_start.py").write_text(textwrap.dedent("""\
+        from utils.dataloader import TrainDataLoader, EvalDataLoader
+        def quick_start(model, dataset, config_dict, save_model=True):
+            assert "graphrec_max_steps" not in config_dict  # consumed by the wrapper
+            for e in range(config_dict['epochs']):
+                n = len(TrainDataLoader(1000, 64))
+                print('epoch %d training [time: %.2fs, train loss: 1.0]' % (e, 0.1 * n))
+                print('epoch %d evaluating [time: %.2fs, valid_score: 0.1]' % (e, 0.1 * len(EvalDataLoader(1000, 64))))
+        """))
+    (tmp_path / "data" / "toy").mkdir(parents=True)
+    full = cm.run_mmrec(str(root), "LightGCN", "toy", str(tmp_path / "data"), 2, {}, threads=1)
+    cut = cm.run_mmrec(str(root), "LightGCN", "toy", str(tmp_path / "data"), 2, {}, threads=1, max_steps=3)
+    assert full["train_s_epochs"] == [1.6, 1.6]  # 16 batches of 64 out of 1,000
+    assert cut["train_s_epochs"] == [0.3, 0.3] and cut["max_steps"] == 3
+    assert cut["eval_s_runs"] == full["eval_s_runs"] == [1.6, 1.6]
+
+
 def test_user_graph_dict_matches_brute_force_co_counts(cm, tmp_path):
     import numpy as np
     import torch
@@ -199,3 +237,32 @@ def test_user_graph_dict_matches_brute_force_co_counts(cm, tmp_path):
         assert [float(co[u, j]) for j in ids] == counts
         if ids:  # the top-k hold the largest co-counts
             assert min(counts) >= float(torch.topk(co[u], len(ids)).values.min())
+
+
+def test_accuracy_mmrec_parses_per_seed_results():
+    """MMRec's seed grid log: one record per seed with its best epoch and final valid/test lines
+    (the per-epoch "test result:" lines, whose metrics follow on the next line, are not taken)."""
+    spec = importlib.util.spec_from_file_location("accuracy_mmrec", ROOT / "benchmarks" / "accuracy_mmrec.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    log = textwrap.dedent("""\
+        INFO =========1/2: Parameters:['seed']=(999,)=======
+        INFO epoch 0 training [time: 1.20s, train loss: 0.6]
+        INFO test result: 
+        recall@10: 0.1000    recall@20: 0.2000    ndcg@10: 0.1100    ndcg@20: 0.1300    
+        INFO +++++Finished training, best eval result in epoch 172
+        INFO best valid result: recall@10: 0.2254    recall@20: 0.3483    ndcg@10: 0.2385    ndcg@20: 0.2726    
+        INFO test result: recall@10: 0.2240    recall@20: 0.3436    ndcg@10: 0.2564    ndcg@20: 0.2865    
+        INFO ████Current BEST████:
+        Parameters: ['seed']=(999,),
+        INFO =========2/2: Parameters:['seed']=(0,)=======
+        INFO +++++Finished training, best eval result in epoch 150
+        INFO best valid result: recall@10: 0.2200    recall@20: 0.3400    ndcg@10: 0.2300    ndcg@20: 0.2700    
+        INFO test result: recall@10: 0.2100    recall@20: 0.3300    ndcg@10: 0.2500    ndcg@20: 0.2800    
+        """)
+    recs = mod.parse_results(log)
+    assert [r["seed"] for r in recs] == [999, 0] and [r["best_epoch"] for r in recs] == [172, 150]
+    assert recs[0]["valid"]["recall@20"] == 0.3483 and recs[0]["test"]["ndcg@20"] == 0.2865
+    s = mod.summary(recs)
+    assert s["test_recall@20"] == pytest.approx((0.3436 + 0.33) / 2)
+    assert s["test_recall@20_std"] == pytest.approx(np.std([0.3436, 0.33], ddof=1))

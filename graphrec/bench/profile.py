@@ -38,13 +38,14 @@ class _Regions:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
-def _epoch(model, sampler, opt, aux_opt, generator, regions: _Regions) -> int:
-    """One training epoch in the trainer's step order, every step inside a named region."""
+def _epoch(model, sampler, opt, aux_opt, generator, regions: _Regions, max_steps: Optional[int] = None) -> int:
+    """One training epoch in the trainer's step order, every step inside a named region; at most
+    ``max_steps`` batches (``train.max_steps_per_epoch``) when given."""
     model.train()
     model.pre_epoch(0, generator)
     it = iter(sampler.epoch(generator))
     n = 0
-    while True:
+    while not max_steps or n < max_steps:
         with regions("sample"):
             batch = next(it, None)
         if batch is None:
@@ -104,10 +105,11 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     aux = m.auxiliary_parameters()
     aux_opt = make_optimizer(t["optimizer"], aux, t.get("aux_lr") or t["lr"], 0.0) if aux else None
     gen = torch.Generator(device=p.device).manual_seed(int(cfg["seed"]))
-    _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device))  # warm-up
+    cap = t.get("max_steps_per_epoch")
+    _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device), cap)  # warm-up
     regions = _Regions(p.device)
     t0 = time.perf_counter()
-    n_batches = _epoch(m, sampler, opt, aux_opt, gen, regions)
+    n_batches = _epoch(m, sampler, opt, aux_opt, gen, regions, cap)
     epoch_s = time.perf_counter() - t0
 
     # evaluation: time propagate and score by wrapping them on this instance only
@@ -137,7 +139,7 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     if p.device.type == "cuda":
         acts.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=acts) as prof:
-        _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device))
+        _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device), cap)
     sort = "self_cuda_time_total" if p.device.type == "cuda" else "self_cpu_time_total"
     ops = prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=48)
 

@@ -48,8 +48,10 @@ def _compare_section(results: str, records: List[dict], here: str, with_files: b
         measured = {(r["dataset"], r["model"]): {k: tuple(v) for k, v in r["mmrec"].items()}
                     for r in obj.get("rows", []) if r.get("mmrec")}
         ours = [r["graphrec"] for r in obj.get("rows", []) if r.get("graphrec")]
+        cut = (f" Training epochs cut to {obj['max_steps']} batches on both sides: s/epoch = seconds per step x "
+               "the full epoch's batches." if obj.get("max_steps") else "")
         parts.append(f"Measured side by side in one run ([{os.path.basename(f)}]({_rel(f, here)})), "
-                     f"{obj.get('label', '')}:\n\n" +
+                     f"{obj.get('label', '')}:{cut}\n\n" +
                      tables.mmrec_table(ours, measured, source=obj.get("source", "compare_mmrec.py"),
                                         device=obj.get("mmrec_device", "")))
     ref_table = tables.mmrec_table(records) if records else "_"

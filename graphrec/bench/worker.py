@@ -95,10 +95,12 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
         eval_s: list[float] = []
         train_cpu: list[float] = []  # process CPU seconds, all threads: less sensitive to other load
         eval_cpu: list[float] = []
+        steps_run = full_steps = None
         if p.model.batch_kind == "bpr" and any(q.requires_grad for q in p.model.parameters()):
             sampler = BPRSampler(p.split.train, batch_size=int(t["batch_size"]), num_neg=int(t["num_neg"]),
                                  mode=t["neg_sampling"], alpha=float(t["neg_alpha"]), device=p.device)
             trainer = Trainer(p.model, sampler, valid, t, tmp, p.device, int(cfg["seed"]), probe)
+            full_steps = len(sampler)
             for e in range(epochs):
                 with probe.phase("train"):
                     t0, c0 = time.perf_counter(), time.process_time()
@@ -108,6 +110,7 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
                     train_s.append(time.perf_counter() - t0)
                     train_cpu.append(time.process_time() - c0)
                 trainer.epoch += 1
+                steps_run = trainer.last_steps
                 c0 = time.process_time()
                 with probe.phase("eval"):
                     valid.evaluate(p.model)
@@ -137,6 +140,8 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
             "epochs": epochs, "warmup_epochs": warmup,
             "train_s_epochs": [round(x, 4) for x in train_s],
             "train_s_per_epoch": (round(_median(train_s[warmup:]), 4) if train_s else None),
+            "steps_per_epoch": steps_run, "full_steps_per_epoch": full_steps,
+            "train_s_per_step": (round(_median(train_s[warmup:]) / steps_run, 5) if train_s and steps_run else None),
             "train_cpu_s_per_epoch": (round(_median(train_cpu[warmup:]), 4) if train_cpu else None),
             "eval_s_runs": [round(x, 4) for x in eval_s],
             "eval_cpu_s": (round(_median(eval_cpu[warmup:] or eval_cpu), 4) if eval_cpu else None),

@@ -169,6 +169,8 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0) + v.detach()
             n_batches += 1
+            if cfg.get("max_steps_per_epoch") and n_batches >= int(cfg["max_steps_per_epoch"]):
+                break  # a truncated epoch (benchmarks, smoke runs): the first batches of this shuffle
             if n_batches % 20 == 0 and bar.disable is False:
                 post = {"loss": f"{float(loss):.4f}"}
                 if self.device.type == "cuda":
@@ -176,6 +178,7 @@ class Trainer:
                 bar.set_postfix(post)
         bar.close()
         self.scheduler.step()
+        self.last_steps = n_batches
         out = {k: float(v) / max(1, n_batches) for k, v in sums.items()}
         out["loss"] = sum(v for k, v in out.items() if not k.startswith("aux_"))
         return out
