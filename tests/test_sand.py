@@ -86,3 +86,21 @@ def test_generic_parts_become_more_aligned_than_unique_parts():
     after = cka()
     assert after["generic"] - before["generic"] > after["unique"] - before["unique"]
     assert after["generic"] > after["unique"]
+
+
+def test_club_fused_heads_equal_the_two_branches():
+    """CLUB.heads (stacked first layers, block-diagonal second layers) gives the same μ and s, and
+    the same parameter gradients, as running the mu and logvar branches separately."""
+    from graphrec.nn.mi import CLUB
+    torch.manual_seed(0)
+    club = CLUB(6, 5, hidden=8).double()
+    x, y = torch.randn(40, 6, dtype=torch.float64), torch.randn(40, 5, dtype=torch.float64)
+    mu, s = club.heads(x)
+    torch.testing.assert_close(mu, club.mu(x))
+    torch.testing.assert_close(s, club.logvar(x))
+    params = list(club.parameters())
+    fused = torch.autograd.grad(club.learning_loss(x, y), params)
+    plain = torch.autograd.grad(-((-(club.mu(x) - y).pow(2) / (2.0 * club.logvar(x).exp())
+                                   - 0.5 * club.logvar(x)).sum(-1).mean()), params)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b)
