@@ -208,7 +208,9 @@ def main(argv=None) -> int:
     stem = a.stem or (f"accuracy_mm_{a.dataset}" + ("_ablation" if a.ablation else "") + (f"_{a.tag}" if a.tag else ""))
     seed_note = f"seeds {seeds}" + (" (finished runs only: the seeds column counts them)" if a.finished_only else "")
     header = (f"# accuracy_mm: {a.dataset} ({DATASETS[a.dataset]['name'].split(':')[0]}), {seed_note}, "
-              f"epoch selected by valid recall@20; extra overrides {extra or 'none'}; CPU shared with other jobs")
+              f"epoch selected by valid recall@20; "
+              + ("each run's settings as it ran (the json's 'configs')" if a.finished_only
+                 else f"extra overrides {extra or 'none'}") + "; CPU shared with other jobs")
     write(rows, results, stem, header)
     print((ROOT / "benchmarks" / "results" / f"{stem}.md").read_text())
     return 0
