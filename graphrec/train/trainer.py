@@ -87,6 +87,7 @@ class Trainer:
         self.train_seconds: list[float] = []
         self.eval_seconds: list[float] = []
         self.stop_reason = ""
+        self.last_steps = 0  # batches run by the latest epoch (fewer than the sampler's with max_steps_per_epoch)
 
     # -- persistence ---------------------------------------------------------------------------
     def _path(self, name: str) -> str:
