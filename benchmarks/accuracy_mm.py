@@ -74,15 +74,11 @@ def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: st
             return _with_config(json.load(f))
     if finished_only:
         return None
+    t0 = time.time()
     if all(os.path.exists(os.path.join(out, f)) for f in ("last.pt", "config.yaml", "split.npz")):
         # an interrupted run continues from its last checkpoint with its saved config (a resumed run
         # reproduces the uninterrupted one: tests/test_train_run.py); --set does not apply to it
-        t0 = time.time()
-        r = run(resume=out, quiet=True)
-        print(f"[{time.strftime('%H:%M:%S')}] {dataset} {model} seed {seed} (resumed): test R@20 "
-              f"{r['test']['recall@20']:.4f} (best epoch {r['best_epoch']}/{r['epochs_run']}, {time.time() - t0:.0f} s)",
-              flush=True)
-        return _with_config(r)
+        return _report(run(resume=out, quiet=True), dataset, model, seed, t0, " (resumed)")
     if os.path.isdir(out):  # interrupted before its first checkpoint: start again from scratch
         import shutil
         shutil.rmtree(out)
@@ -100,9 +96,12 @@ def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: st
         if key in extra:
             ov[key] = extra[key]
     ov.setdefault("train", {})["progress"] = False
-    t0 = time.time()
     r = run(model=model, dataset=ds["name"], overrides=ov, seed=seed, out=out, quiet=True, epochs=epochs)
-    print(f"[{time.strftime('%H:%M:%S')}] {dataset} {model} seed {seed}: valid R@20 {r['valid']['recall@20']:.4f} "
+    return _report(r, dataset, model, seed, t0)
+
+
+def _report(r: dict, dataset: str, model: str, seed: int, t0: float, how: str = "") -> dict:
+    print(f"[{time.strftime('%H:%M:%S')}] {dataset} {model} seed {seed}{how}: valid R@20 {r['valid']['recall@20']:.4f} "
           f"test R@20 {r['test']['recall@20']:.4f} (best epoch {r['best_epoch']}/{r['epochs_run']}, "
           f"{time.time() - t0:.0f} s)", flush=True)
     return _with_config(r)
@@ -119,19 +118,21 @@ def _with_config(r: dict) -> dict:
     return r
 
 
+def seed_stats(rs: list[dict]) -> dict:
+    """Mean and std over runs of every valid/test metric in METRICS (std 0 for one run)."""
+    row = {}
+    for split in ("valid", "test"):
+        for m in METRICS:
+            v = [r[split][m] for r in rs]
+            row[f"{split}_{m}"] = statistics.mean(v)
+            row[f"{split}_{m}_std"] = statistics.stdev(v) if len(v) > 1 else 0.0
+    return row
+
+
 def summarise(results: dict[str, list[dict]]) -> list[dict]:
-    rows = []
-    for model, rs in results.items():
-        row = {"model": model, "seeds": len(rs)}
-        for split in ("valid", "test"):
-            for m in METRICS:
-                v = [r[split][m] for r in rs]
-                row[f"{split}_{m}"] = statistics.mean(v)
-                row[f"{split}_{m}_std"] = statistics.stdev(v) if len(v) > 1 else 0.0
-        row["best_epoch"] = statistics.mean(r["best_epoch"] for r in rs)
-        row["s_per_epoch"] = statistics.mean(r["train_s_per_epoch"] for r in rs)
-        rows.append(row)
-    return rows
+    return [{"model": model, "seeds": len(rs), **seed_stats(rs),
+             "best_epoch": statistics.mean(r["best_epoch"] for r in rs),
+             "s_per_epoch": statistics.mean(r["train_s_per_epoch"] for r in rs)} for model, rs in results.items()]
 
 
 def write(rows: list[dict], results: dict, stem: str, header: str) -> None:

@@ -30,9 +30,9 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_mmrec as cm  # noqa: E402  (the copy/patch/run helpers of the side-by-side script)
+from accuracy_mm import seed_stats  # noqa: E402  (graphrec's tables use the same statistics)
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 _SEED_RE = re.compile(r"Parameters:\['seed'\]=\((-?\d+),?\)")
 _RESULT_RE = re.compile(r"(best valid result|test result): (\S.*)")  # per-epoch "test result:" lines are empty
 _BEST_EPOCH_RE = re.compile(r"Finished training, best eval result in epoch (\d+)")
@@ -80,13 +80,8 @@ def run_seeds(root: str, mmrec_model: str, data_root: str, dataset: str, seeds: 
 
 
 def summary(runs: List[dict]) -> dict:
-    row = {"seeds": [r["seed"] for r in runs], "best_epoch": statistics.mean(r.get("best_epoch", 0) for r in runs)}
-    for split in ("valid", "test"):
-        for m in METRICS:
-            v = [r[split][m] for r in runs]
-            row[f"{split}_{m}"] = statistics.mean(v)
-            row[f"{split}_{m}_std"] = statistics.stdev(v) if len(v) > 1 else 0.0
-    return row
+    return {"seeds": [r["seed"] for r in runs], "best_epoch": statistics.mean(r.get("best_epoch", 0) for r in runs),
+            **seed_stats(runs)}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

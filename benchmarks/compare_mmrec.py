@@ -376,10 +376,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"graphrec {m} on mmrec:{ddir} ...")
             ours = run_one(m, f"mmrec:{ddir}", a.epochs, None, sets, "cpu", a.threads, 1, a.timeout)
             ours["dataset"] = a.dataset  # the same data, under the name the tables know
-            if a.max_steps and ours.get("train_s_per_step"):
-                ours["truncated_train_s_per_epoch"] = ours["train_s_per_epoch"]
-                ours["train_s_per_epoch"] = ours["projected_train_s_per_epoch"] = (
-                    ours["train_s_per_step"] * ours["full_steps_per_epoch"])
             if ours.get("error"):
                 print(f"graphrec {m} FAILED: {ours['error']}")
             row = {"dataset": a.dataset, "model": m, "graphrec": ours}
@@ -390,9 +386,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                     r = run_mmrec(copies[spec[1]], spec[0], name, data_root, a.epochs, spec[2], a.threads, a.timeout,
                                   a.max_steps)
                     row["mmrec_run"] = r
-                    if a.max_steps and ours.get("full_steps_per_epoch"):
-                        # same batches per epoch on both sides (same training pairs, same batch size)
-                        r["train_s_per_step"] = r["train_s"] / min(a.max_steps, ours["full_steps_per_epoch"])
+                    if ours.get("train_s_per_epoch_projected"):
+                        # MMRec ran the same batches per epoch (same training pairs, same batch size):
+                        # project its truncated epochs exactly as the worker projected ours
+                        r["train_s_per_step"] = r["train_s"] / ours["steps_per_epoch"]
                         r["projected_train_s_per_epoch"] = r["train_s_per_step"] * ours["full_steps_per_epoch"]
                         r = dict(r, train_s=r["projected_train_s_per_epoch"])
                     row["mmrec"] = {"train_s": (r["train_s"], r["train_s"]),

@@ -42,7 +42,7 @@ def test_worker_record_has_required_keys_and_sane_values():
 
 def test_truncated_epochs_give_seconds_per_step():
     """``train.max_steps_per_epoch`` ends each epoch after that many batches; the record says how
-    many ran, how many a full epoch has, and the time per step."""
+    many ran, how many a full epoch has, the time per step, and projects s/epoch from it."""
     recs = run_bench(["mf"], "synthetic", epochs=2, scales=[0.1], threads=1, timeout=120,
                      sets=["train.batch_size=64", "train.max_steps_per_epoch=3"], echo=lambda m: None)
     r = recs[0]
@@ -50,7 +50,9 @@ def test_truncated_epochs_give_seconds_per_step():
     assert r["steps_per_epoch"] == 3
     assert r["full_steps_per_epoch"] == -(-r["n_train"] // 64) > 3
     # both are rounded (4 and 5 decimals) from the same unrounded median
-    assert r["train_s_per_step"] == pytest.approx(r["train_s_per_epoch"] / 3, rel=1e-3, abs=1e-4)
+    assert r["train_s_per_step"] == pytest.approx(r["train_s_epochs"][1] / 3, rel=1e-3, abs=1e-4)
+    assert r["train_s_per_epoch_projected"] is True
+    assert r["train_s_per_epoch"] == pytest.approx(r["train_s_per_step"] * r["full_steps_per_epoch"], rel=1e-3, abs=1e-3)
 
 
 def test_unknown_model_is_reported_not_run():

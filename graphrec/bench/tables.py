@@ -190,8 +190,11 @@ def scaling_table(records: Iterable[dict]) -> str:
             continue
         rows = sorted(rows, key=lambda r: r["scale"])
         for a in rows:
-            steps = -(-int(a.get("n_train") or 0) // int(a.get("batch_size") or 2048))
-            a["ms_per_step"] = 1e3 * a["train_s_per_epoch"] / steps if steps and a.get("train_s_per_epoch") else None
+            if a.get("train_s_per_step") is not None:  # recorded by the worker
+                a["ms_per_step"] = 1e3 * a["train_s_per_step"]
+            else:  # records written before the worker kept it
+                steps = -(-int(a.get("n_train") or 0) // int(a.get("batch_size") or 2048))
+                a["ms_per_step"] = 1e3 * a["train_s_per_epoch"] / steps if steps and a.get("train_s_per_epoch") else None
             lines.append("| " + " | ".join([m, d, f"{a['scale']:g}", f"{a.get('n_train', 0):,}",
                                             _fmt(a.get("train_s_per_epoch"), 3), _fmt(a.get("ms_per_step"), 1),
                                             _fmt(a.get("eval_s"), 3),

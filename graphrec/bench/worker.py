@@ -121,6 +121,8 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
                 with probe.phase("eval"):
                     valid.evaluate(p.model)
                 eval_s.append(valid.last_seconds)
+        per_step = _median(train_s[warmup:]) / steps_run if train_s and steps_run else None
+        truncated = bool(steps_run and full_steps and steps_run < full_steps)
         ph = probe.phases
         cuda = p.device.type == "cuda"
         phase_mem = {}
@@ -139,9 +141,12 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
             "graph_build_s": round(ph.get("graph_build", {}).get("seconds", 0.0), 4),
             "epochs": epochs, "warmup_epochs": warmup,
             "train_s_epochs": [round(x, 4) for x in train_s],
-            "train_s_per_epoch": (round(_median(train_s[warmup:]), 4) if train_s else None),
+            # a truncated epoch (train.max_steps_per_epoch) is projected to the full one: s/step x steps
+            "train_s_per_epoch": (round(per_step * full_steps if truncated else _median(train_s[warmup:]), 4)
+                                  if train_s else None),
+            "train_s_per_epoch_projected": truncated,
             "steps_per_epoch": steps_run, "full_steps_per_epoch": full_steps,
-            "train_s_per_step": (round(_median(train_s[warmup:]) / steps_run, 5) if train_s and steps_run else None),
+            "train_s_per_step": round(per_step, 5) if per_step is not None else None,
             "train_cpu_s_per_epoch": (round(_median(train_cpu[warmup:]), 4) if train_cpu else None),
             "eval_s_runs": [round(x, 4) for x in eval_s],
             "eval_cpu_s": (round(_median(eval_cpu[warmup:] or eval_cpu), 4) if eval_cpu else None),

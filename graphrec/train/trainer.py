@@ -136,6 +136,7 @@ class Trainer:
         model.pre_epoch(self.epoch, self.generator)
         sums: Dict[str, torch.Tensor] = {}
         n_batches = 0
+        max_steps = int(cfg.get("max_steps_per_epoch") or 0)
         amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.get("amp") and self.device.type == "cuda"
                else nullcontext())
         bar = tqdm(self.sampler.epoch(self.generator), total=len(self.sampler), desc=bar_desc, leave=False,
@@ -170,7 +171,7 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0) + v.detach()
             n_batches += 1
-            if cfg.get("max_steps_per_epoch") and n_batches >= int(cfg["max_steps_per_epoch"]):
+            if max_steps and n_batches >= max_steps:
                 break  # a truncated epoch (benchmarks, smoke runs): the first batches of this shuffle
             if n_batches % 20 == 0 and bar.disable is False:
                 post = {"loss": f"{float(loss):.4f}"}
