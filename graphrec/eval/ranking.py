@@ -8,6 +8,12 @@ import torch
 
 from graphrec.data.interactions import Interactions
 from graphrec.eval.metrics import METRICS, metrics_from_hits
+from graphrec.eval.screened_topk import ScreenedTopK, bf16_matmul_is_fast
+
+SCREENS = ("auto", "bf16", "off")
+#: "auto" screens catalogues at least this large: at 1,682 items (ml100k) the screen cost 0.09 s
+#: against 0.08 s, at 16,000 random items it broke even, at Clothing's 23,033 it halved the time
+AUTO_SCREEN_MIN_ITEMS = 16384
 
 
 def _keys(inter: Interactions) -> torch.Tensor:
@@ -22,11 +28,20 @@ class RankingEvaluator:
     training interaction (MMRec drops cold users the same way; their count is reported).
     ``mask`` lists the interactions whose items are excluded from the ranking (training items by
     default; training + valid items for ``mask_valid`` in test). One ``propagate()`` per call.
+
+    ``screen``: ``"bf16"`` ranks through the certified bfloat16 screen of
+    `graphrec.eval.screened_topk` (the same top-K as float32, ~2x faster at Clothing scale on a
+    CPU with AVX512-BF16), ``"off"`` scores in float32 only, ``"auto"`` screens where the CPU runs
+    bfloat16 GEMMs natively and the catalogue has at least ``AUTO_SCREEN_MIN_ITEMS`` items. Models whose score is not an inner product are always exact.
     """
 
     def __init__(self, target: Interactions, mask: Iterable[Interactions], ks: Iterable[int] = (10, 20),
                  metrics: Iterable[str] = METRICS, device: torch.device | str = "cpu",
-                 user_chunk: int = 256, train: Optional[Interactions] = None):
+                 user_chunk: int = 256, train: Optional[Interactions] = None, screen: str = "auto"):
+        if screen not in SCREENS:
+            raise ValueError(f"eval screen must be one of {SCREENS}, got {screen!r}")
+        self.screen = screen
+        self.last_fallback_rows = 0
         self.ks = sorted(set(int(k) for k in ks))
         self.metrics = list(metrics)
         self.device = torch.device(device)
@@ -63,15 +78,32 @@ class RankingEvaluator:
             torch.cumsum(counts, 0) - counts, counts)
         return rows, self.mask_items[torch.repeat_interleave(start, counts) + offs]
 
+    def make_screen(self, model, reps) -> Optional[tuple[torch.Tensor, ScreenedTopK]]:
+        """(user vectors, screen over the item vectors) when this evaluation screens, else None."""
+        on = self.screen == "bf16" or (self.screen == "auto" and self.n_items >= AUTO_SCREEN_MIN_ITEMS
+                                       and bf16_matmul_is_fast(self.device))
+        factors_of = getattr(model, "score_factors", None) if on else None  # duck-typed scorers: exact
+        factors = factors_of(reps) if factors_of is not None else None
+        if factors is None:
+            return None
+        return factors[0], ScreenedTopK(factors[1])
+
     @torch.no_grad()
-    def topk(self, model, reps, users: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(item indices [B, k], valid flag [B, k]) for these users, masked items excluded."""
+    def topk(self, model, reps, users: torch.Tensor, k: int,
+             screen: Optional[tuple[torch.Tensor, ScreenedTopK]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item indices [B, k], valid flag [B, k]) for these users, masked items excluded;
+        ``screen`` from :meth:`make_screen` (same result, faster)."""
+        k = min(k, self.n_items)
+        if screen is not None:
+            rows, cols = self._mask_coords(users)
+            out = screen[1].topk(screen[0][users], k, rows, cols)
+            self.last_fallback_rows += screen[1].last_fallback_rows
+            return out
         scores = model.score(users, reps).float()
         if scores._base is not None or not scores.is_contiguous():
             scores = scores.clone()  # never write -inf into a model's cached tensor or a view of it
         rows, cols = self._mask_coords(users)
         scores[rows, cols] = float("-inf")
-        k = min(k, self.n_items)
         vals, idx = torch.topk(scores, k, dim=1)
         return idx, torch.isfinite(vals)
 
@@ -85,10 +117,12 @@ class RankingEvaluator:
         if reps is None:
             reps = model.propagate()
         kmax = max(self.ks)
+        screen = self.make_screen(model, reps)
+        self.last_fallback_rows = 0
         sums: Dict[str, torch.Tensor] = {}
         for s in range(0, self.users.numel(), self.user_chunk):
             users = self.users[s:s + self.user_chunk]
-            idx, ok = self.topk(model, reps, users, kmax)
+            idx, ok = self.topk(model, reps, users, kmax, screen)
             keys = users.unsqueeze(1) * self.n_items + idx
             pos = torch.searchsorted(self.target_keys, keys).clamp(max=max(0, self.target_keys.numel() - 1))
             hits = (self.target_keys[pos] == keys) & ok if self.target_keys.numel() else torch.zeros_like(ok)

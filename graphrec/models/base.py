@@ -80,6 +80,15 @@ class Recommender(nn.Module, abc.ABC):
     def score(self, users: torch.Tensor, reps: Reps) -> torch.Tensor:
         return reps["user"][users] @ reps["item"].T
 
+    def score_factors(self, reps: Reps) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """(user vectors [U, d], item vectors [I, d]) with ``score(users) == U[users] @ I.T``, or
+        None when the score is not such an inner product. The evaluator's screened top-K
+        (`graphrec.eval.screened_topk`) needs them; a model overriding :meth:`score` must
+        override this too (or keep the None that sends it to the exact path)."""
+        if type(self).score is not Recommender.score:
+            return None
+        return reps["user"], reps["item"]
+
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         """The representations one training step needs (the trainer passes them to :meth:`loss`).
         Default: the whole-graph :meth:`propagate`. A model may return only the batch's rows, as

@@ -95,7 +95,7 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
 def evaluators(p: Prepared) -> tuple[RankingEvaluator, RankingEvaluator]:
     e = p.cfg["eval"]
     kw = dict(ks=e["ks"], metrics=e["metrics"], device=p.device, user_chunk=int(e["user_chunk"]),
-              train=p.split.train)
+              train=p.split.train, screen=str(e.get("screen", "auto")))
     valid = RankingEvaluator(p.split.valid, [p.split.train], **kw)
     test_mask = [p.split.train, p.split.valid] if e.get("mask_valid_in_test") else [p.split.train]
     test = RankingEvaluator(p.split.test, test_mask, **kw)

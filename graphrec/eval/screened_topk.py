@@ -1,0 +1,129 @@
+r"""Exact top-K of inner-product scores through a certified bfloat16 screen.
+
+Full ranking scores every user against every item: a (users x items x d) product, then a top-K
+over each row. On a CPU with AVX512-BF16 (or AMX) the bfloat16 product runs about 5x faster than
+the float32 one, and a block maximum plus a short top-K is cheaper than a top-K over all items.
+The screen below uses both and still returns the float32 top-K exactly:
+
+1. :math:`\tilde s_{ui}` = bf16(u) . bf16(i), accumulated in float32 and stored in bfloat16.
+   With unit roundoff :math:`2^{-8}` for each rounding,
+   :math:`|\tilde s_{ui} - u^\top i| \le \varepsilon_{ui} = c\,\|u\|\,\|i\|`, :math:`c = 2^{-7}
+   + 2^{-8} + O(2^{-16} + d\,2^{-24})`; we use :math:`c = 1/80` (> 0.01173 for d <= 4096).
+2. Items are sorted by norm and grouped in blocks of ``block`` items of consecutive norm rank, so
+   a block's largest norm bounds each of its items' :math:`\varepsilon` tightly. Masked items get :math:`-\infty`. A
+   block's upper bound is :math:`\max_{i \in b} \tilde s_{ui} + c\|u\|\max_{i \in b}\|i\|`; the
+   ``k + extra_blocks`` blocks with the largest upper bounds are kept.
+3. :math:`L_u` = the k-th largest :math:`\tilde s_{ui} - \varepsilon_{ui}` over the kept items is
+   a lower bound on the row's k-th largest float32 score, so only items with
+   :math:`\tilde s_{ui} + \varepsilon_{ui} \ge L_u` can be in the float32 top-K. A row is
+   *certified* when the best block left out has an upper bound below :math:`L_u`: then every
+   such candidate lies in the kept blocks.
+4. The candidates are re-scored in float32 and the top-K is taken among them. Rows not
+   certified (many near-ties) are scored again in full float32 (``last_fallback_rows``).
+
+Ties between exactly equal float32 scores may resolve to a different item than a full
+``torch.topk`` would (as they may between two chunk sizes of the plain path).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+#: bound on |bf16 score - float32 score| / (|u| |i|) (module docstring, step 1), with margin
+BF16_SCORE_BOUND = 1.0 / 80.0
+
+
+def bf16_matmul_is_fast(device: torch.device) -> bool:
+    """True on CPUs whose oneDNN runs bfloat16 GEMMs natively (AVX512-BF16 or AMX)."""
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probes
+        return False
+
+
+class ScreenedTopK:
+    """Exact top-K of ``user_vecs @ item_vecs.T`` for many user chunks against one item table."""
+
+    def __init__(self, item_vecs: torch.Tensor, block: int = 8, extra_blocks: int = 24):
+        items = item_vecs.detach().float()
+        self.n_items, self.d = items.shape
+        self.block, self.extra_blocks = int(block), int(extra_blocks)
+        n_pad = -self.n_items % self.block
+        self.n_blocks = (self.n_items + n_pad) // self.block
+        self.items = items.contiguous()
+        norms = items.norm(dim=1)
+        # block j holds the items of norm rank j*block .. j*block+block-1 (so its first norm is its
+        # largest) in the strided columns j, j+n_blocks, ...: a block maximum is then a reduction
+        # over the middle axis of [B, block, n_blocks], which is ~7x faster than over an inner 16
+        ranked = torch.cat([torch.argsort(norms, descending=True),
+                            torch.full((n_pad,), -1, dtype=torch.long, device=items.device)])
+        rank_of_col = torch.arange(self.n_blocks * self.block, device=items.device)
+        rank_of_col = (rank_of_col % self.n_blocks) * self.block + rank_of_col // self.n_blocks
+        self.col_item = ranked[rank_of_col]  # item in each screened column, -1 = padding
+        self.pad_cols = (self.col_item < 0).nonzero(as_tuple=True)[0]
+        self.position = torch.empty(self.n_items, dtype=torch.long, device=items.device)
+        real = self.col_item >= 0
+        self.position[self.col_item[real]] = real.nonzero(as_tuple=True)[0]
+        padded = torch.cat([items, items.new_zeros(1, self.d)])  # index -1 -> the zero row
+        self.items_bf16 = padded[self.col_item].to(torch.bfloat16)
+        self.col_norm = torch.cat([norms, norms.new_zeros(1)])[self.col_item]
+        self.block_norm = self.col_norm[:self.n_blocks]  # slot 0 of each block: its largest norm
+        self.slot_offsets = torch.arange(self.block, device=items.device) * self.n_blocks
+        self.last_fallback_rows = 0
+
+    def exact_scores(self, user_vecs: torch.Tensor) -> torch.Tensor:
+        return user_vecs.float() @ self.items.T
+
+    def topk(self, user_vecs: torch.Tensor, k: int, mask_rows: torch.Tensor, mask_cols: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item indices [B, k], finite flag [B, k]) ranked by the float32 scores, the
+        ``(mask_rows, mask_cols)`` entries excluded; ``k`` <= n_items."""
+        u = user_vecs.detach().float()
+        b, k = u.shape[0], int(k)
+        n_keep = k + self.extra_blocks
+        if b == 0 or n_keep >= self.n_blocks:  # too few blocks for the screen to pay
+            return self._exact(u, k, mask_rows, mask_cols)
+        s = u.to(torch.bfloat16) @ self.items_bf16.T  # [B, block * n_blocks], screened columns
+        s[mask_rows, self.position[mask_cols]] = float("-inf")
+        s[:, self.pad_cols] = float("-inf")
+        cu = BF16_SCORE_BOUND * u.norm(dim=1, keepdim=True)  # eps_ui = cu * |i|
+        bmax = s.view(b, self.block, self.n_blocks).amax(dim=1).float()
+        upper, bidx = (bmax + cu * self.block_norm).topk(n_keep + 1, dim=1)
+        cols = (bidx[:, :n_keep, None] + self.slot_offsets).flatten(1)  # [B, n_keep * block]
+        kept = s.gather(1, cols).float()
+        eps = cu * self.col_norm[cols]
+        low = (kept - eps).topk(k, dim=1).values[:, -1]  # L_u
+        certified = torch.isfinite(low) & (upper[:, n_keep] < low)
+        cand = (kept + eps >= low[:, None]) & certified[:, None]
+        r, c = cand.nonzero(as_tuple=True)
+        exact = torch.full(cand.shape, float("-inf"), device=s.device)
+        exact[r, c] = (u[r] * self.items[self.col_item[cols[r, c]]]).sum(dim=1)
+        vals, pos = exact.topk(k, dim=1)
+        idx = self.col_item[cols.gather(1, pos)].clamp(min=0)  # -inf entries may sit on padding
+        ok = torch.isfinite(vals)
+        bad = (~certified).nonzero(as_tuple=True)[0]
+        self.last_fallback_rows = int(bad.numel())
+        if bad.numel():
+            keep = torch.isin(mask_rows, bad)
+            remap = torch.full((b,), -1, dtype=torch.long, device=s.device)
+            remap[bad] = torch.arange(bad.numel(), device=s.device)
+            idx[bad], ok[bad] = self._exact(u[bad], k, remap[mask_rows[keep]], mask_cols[keep])
+        return idx, ok
+
+    def _exact(self, u: torch.Tensor, k: int, mask_rows: torch.Tensor, mask_cols: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.exact_scores(u)
+        scores[mask_rows, mask_cols] = float("-inf")
+        vals, idx = torch.topk(scores, k, dim=1)
+        return idx, torch.isfinite(vals)
+
+
+def screened_topk(user_vecs: torch.Tensor, item_vecs: torch.Tensor, k: int, mask_rows: torch.Tensor,
+                  mask_cols: torch.Tensor, block: int = 8, extra_blocks: int = 24,
+                  screen: Optional[ScreenedTopK] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-shot form of :class:`ScreenedTopK` (tests, small calls)."""
+    screen = screen or ScreenedTopK(item_vecs, block, extra_blocks)
+    return screen.topk(user_vecs, k, mask_rows, mask_cols)
