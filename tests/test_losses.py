@@ -99,12 +99,13 @@ def test_negative_l2_modes():
         losses.negative_l2(g, q, "bogus")
 
 
-def test_blocked_diagonal_ce_equals_full_matrix_value_and_gradients(monkeypatch):
+@pytest.mark.parametrize("scale", [0.1, 1.0, 30.0])  # 30: past the norm shift's bound, row-max path
+def test_blocked_diagonal_ce_equals_full_matrix_value_and_gradients(monkeypatch, scale):
     """Row-blocked contrastive CE (no N x N matrix) equals F.cross_entropy on the full logits."""
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(37, 5, dtype=torch.float64, generator=g, requires_grad=True)
-    k = torch.randn(37, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    q = (scale * torch.randn(37, 5, dtype=torch.float64, generator=g)).requires_grad_()
+    k = (scale * torch.randn(37, 5, dtype=torch.float64, generator=g)).requires_grad_()
     want = F.cross_entropy(q @ k.T / 0.2, torch.arange(37))
     gq, gk = torch.autograd.grad(want, [q, k])
     monkeypatch.setattr(losses, "CONTRASTIVE_BLOCK", 37 * 8)  # blocks of 8 rows, the last one short
@@ -113,6 +114,10 @@ def test_blocked_diagonal_ce_equals_full_matrix_value_and_gradients(monkeypatch)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(hq, gq)
     torch.testing.assert_close(hk, gk)
+    with torch.no_grad():  # the loss alone, no gradient formed
+        torch.testing.assert_close(losses.diagonal_ce(q, k, 0.2), want.detach())
+    (hk_only,) = torch.autograd.grad(losses.diagonal_ce(q.detach(), k, 0.2), [k])
+    torch.testing.assert_close(hk_only, gk)
     # and through the public losses
     x, y = torch.randn(37, 4, generator=g), torch.randn(37, 4, generator=g)
     full = F.cross_entropy(F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T / 0.3, torch.arange(37))
