@@ -6,6 +6,7 @@ from graphrec.datasets.synthetic import generate
 from graphrec.graphs import build
 from graphrec.models import ModelContext, get_model
 from graphrec.nn.fusion import SANDHeads, linear_cka
+from graphrec import losses
 from graphrec.nn.mi import CLUB
 
 
@@ -104,3 +105,23 @@ def test_club_fused_heads_equal_the_two_branches():
                                    - 0.5 * club.logvar(x)).sum(-1).mean()), params)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b)
+
+
+def test_club_fused_fitting_loss_equals_autograd_of_the_formula():
+    """The fused estimator loss (detached codes) has the value and parameter gradients of the plain
+    expression -mean log q(y|x), in float64, including rows where the ReLU is off."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(41, 6, dtype=torch.float64, generator=g)
+    y = torch.randn(41, 5, dtype=torch.float64, generator=g)
+    club = CLUB(6, 5, hidden=8).double()
+    params = list(club.parameters())
+    fused = club.learning_loss(x, y)
+    assert fused.grad_fn is not None and "FittedNLL" in type(fused.grad_fn).__name__
+    got = torch.autograd.grad(fused * 3.0, params)  # an upstream factor must scale every gradient
+    plain = -losses.gaussian_log_likelihood(club.mu(x), club.logvar(x), y).mean()
+    want = torch.autograd.grad(plain * 3.0, params)
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # no gradient wanted: the plain path
+        torch.testing.assert_close(club.learning_loss(x, y), plain.detach())
