@@ -180,3 +180,17 @@ def test_report_keeps_differently_configured_runs_apart(tmp_path):
     rows = [ln for ln in text.splitlines() if ln.startswith("| Clothing | Time (s/epoch)")]
     assert sorted(r.split(" | ")[2] for r in rows) == ["2.00", "9.00"]
     assert "### two threads" in text and "### one thread" in text
+
+
+def test_details_table_projects_truncated_epochs_and_says_so():
+    full = {"model": "lightgcn", "dataset": "synthetic-clothing", "train_s_per_epoch": 3.4,
+            "train_cpu_s_per_epoch": 6.8, "eval_s": 1.2}
+    cut = {"model": "sand-a", "dataset": "synthetic-clothing", "train_s_per_epoch": 392.0,
+           "train_cpu_s_per_epoch": 30.0, "train_s_per_epoch_projected": True, "steps_per_epoch": 4,
+           "full_steps_per_epoch": 98, "eval_s": 3.0}
+    md = tables.details_table([full, cut])
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in md.splitlines() if line.startswith("| ")}
+    assert rows["lightgcn"][8] == "3.40" and rows["lightgcn"][9] == "6.80"
+    assert rows["sand-a"][8].endswith("(p)") and float(rows["sand-a"][9]) == pytest.approx(30.0 * 98 / 4)
+    assert "(p): epochs cut" in md
+    assert "(p)" not in tables.details_table([full])
