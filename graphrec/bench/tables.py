@@ -146,15 +146,13 @@ def details_table(records: Iterable[dict]) -> str:
     projected = False
     for (m, d, s), a in agg.items():
         pm = a.get("phase_mem_mb") or {}
-        train_s, train_cpu = _fmt(a.get("train_s_per_epoch")), a.get("train_cpu_s_per_epoch")
-        if a.get("train_s_per_epoch_projected"):  # a truncated epoch: both columns per full epoch
+        train_s = _fmt(a.get("train_s_per_epoch"))
+        if a.get("train_s_per_epoch_projected"):  # the worker projected a truncated epoch
             projected, train_s = True, train_s + " (p)"
-            steps, full = a.get("steps_per_epoch"), a.get("full_steps_per_epoch")
-            train_cpu = train_cpu * full / steps if train_cpu is not None and steps and full else None
         lines.append("| " + " | ".join([
             m, d, f"{s:g}", f"{a.get('n_users', 0):,}", f"{a.get('n_items', 0):,}", f"{a.get('n_train', 0):,}",
             f"{a.get('params', 0):,}", _fmt(a.get("graph_build_s")), train_s,
-            _fmt(train_cpu), _fmt(a.get("eval_s")), _fmt(pm.get("graph_build"), 0),
+            _fmt(a.get("train_cpu_s_per_epoch")), _fmt(a.get("eval_s")), _fmt(pm.get("graph_build"), 0),
             _fmt(pm.get("train"), 0), _fmt(pm.get("eval"), 0), _fmt(a.get("peak_rss_mb"), 0), str(a["n_repeats"]),
             f"{a.get('device_name', '?')} ({a.get('device', '?')}, {a.get('threads', '?')} thr)"]) + " |")
     errs = [r for r in records if r.get("error")]

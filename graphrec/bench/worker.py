@@ -142,12 +142,14 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
             "epochs": epochs, "warmup_epochs": warmup,
             "train_s_epochs": [round(x, 4) for x in train_s],
             # a truncated epoch (train.max_steps_per_epoch) is projected to the full one: s/step x steps
+            # (wall and CPU seconds alike)
             "train_s_per_epoch": (round(per_step * full_steps if truncated else _median(train_s[warmup:]), 4)
                                   if train_s else None),
             "train_s_per_epoch_projected": truncated,
             "steps_per_epoch": steps_run, "full_steps_per_epoch": full_steps,
             "train_s_per_step": round(per_step, 5) if per_step is not None else None,
-            "train_cpu_s_per_epoch": (round(_median(train_cpu[warmup:]), 4) if train_cpu else None),
+            "train_cpu_s_per_epoch": (round(_median(train_cpu[warmup:]) * (full_steps / steps_run if truncated else 1), 4)
+                                      if train_cpu else None),
             "eval_s_runs": [round(x, 4) for x in eval_s],
             "eval_cpu_s": (round(_median(eval_cpu[warmup:] or eval_cpu), 4) if eval_cpu else None),
             "eval_s": round(_median(eval_s[warmup:] or eval_s), 4),

@@ -32,7 +32,8 @@ class RankingEvaluator:
     ``screen``: ``"bf16"`` ranks through the certified bfloat16 screen of
     `graphrec.eval.screened_topk` (the same top-K as float32, ~2x faster at Clothing scale on a
     CPU with AVX512-BF16), ``"off"`` scores in float32 only, ``"auto"`` screens where the CPU runs
-    bfloat16 GEMMs natively and the catalogue has at least ``AUTO_SCREEN_MIN_ITEMS`` items. Models whose score is not an inner product are always exact.
+    bfloat16 GEMMs natively and the catalogue has at least ``AUTO_SCREEN_MIN_ITEMS`` items.
+    Models whose score is not an inner product are always ranked exactly.
     """
 
     def __init__(self, target: Interactions, mask: Iterable[Interactions], ks: Iterable[int] = (10, 20),
@@ -41,7 +42,6 @@ class RankingEvaluator:
         if screen not in SCREENS:
             raise ValueError(f"eval screen must be one of {SCREENS}, got {screen!r}")
         self.screen = screen
-        self.last_fallback_rows = 0
         self.ks = sorted(set(int(k) for k in ks))
         self.metrics = list(metrics)
         self.device = torch.device(device)
@@ -94,15 +94,12 @@ class RankingEvaluator:
         """(item indices [B, k], valid flag [B, k]) for these users, masked items excluded;
         ``screen`` from :meth:`make_screen` (same result, faster)."""
         k = min(k, self.n_items)
+        rows, cols = self._mask_coords(users)
         if screen is not None:
-            rows, cols = self._mask_coords(users)
-            out = screen[1].topk(screen[0][users], k, rows, cols)
-            self.last_fallback_rows += screen[1].last_fallback_rows
-            return out
+            return screen[1].topk(screen[0][users], k, rows, cols)
         scores = model.score(users, reps).float()
         if scores._base is not None or not scores.is_contiguous():
             scores = scores.clone()  # never write -inf into a model's cached tensor or a view of it
-        rows, cols = self._mask_coords(users)
         scores[rows, cols] = float("-inf")
         vals, idx = torch.topk(scores, k, dim=1)
         return idx, torch.isfinite(vals)
@@ -118,7 +115,6 @@ class RankingEvaluator:
             reps = model.propagate()
         kmax = max(self.ks)
         screen = self.make_screen(model, reps)
-        self.last_fallback_rows = 0
         sums: Dict[str, torch.Tensor] = {}
         for s in range(0, self.users.numel(), self.user_chunk):
             users = self.users[s:s + self.user_chunk]

@@ -26,8 +26,6 @@ Ties between exactly equal float32 scores may resolve to a different item than a
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 #: bound on |bf16 score - float32 score| / (|u| |i|) (module docstring, step 1), with margin
@@ -74,9 +72,6 @@ class ScreenedTopK:
         self.slot_offsets = torch.arange(self.block, device=items.device) * self.n_blocks
         self.last_fallback_rows = 0
 
-    def exact_scores(self, user_vecs: torch.Tensor) -> torch.Tensor:
-        return user_vecs.float() @ self.items.T
-
     def topk(self, user_vecs: torch.Tensor, k: int, mask_rows: torch.Tensor, mask_cols: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """(item indices [B, k], finite flag [B, k]) ranked by the float32 scores, the
@@ -115,15 +110,8 @@ class ScreenedTopK:
 
     def _exact(self, u: torch.Tensor, k: int, mask_rows: torch.Tensor, mask_cols: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.exact_scores(u)
+        scores = u @ self.items.T
         scores[mask_rows, mask_cols] = float("-inf")
         vals, idx = torch.topk(scores, k, dim=1)
         return idx, torch.isfinite(vals)
 
-
-def screened_topk(user_vecs: torch.Tensor, item_vecs: torch.Tensor, k: int, mask_rows: torch.Tensor,
-                  mask_cols: torch.Tensor, block: int = 8, extra_blocks: int = 24,
-                  screen: Optional[ScreenedTopK] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One-shot form of :class:`ScreenedTopK` (tests, small calls)."""
-    screen = screen or ScreenedTopK(item_vecs, block, extra_blocks)
-    return screen.topk(user_vecs, k, mask_rows, mask_cols)

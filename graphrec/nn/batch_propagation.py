@@ -98,11 +98,9 @@ class _BatchReadout(torch.autograd.Function):
         frontiers = [_Frontier(adj, rows)]
         for _ in range(num_layers - 2):
             frontiers.append(_Frontier(adj, frontiers[-1].neighbours()))
-        if num_layers >= 2:
-            p = _mm(adj, x).add_(x)  # P_{K-1} over the whole graph
-            inner = None  # the next block reads P by original node ids
-        else:
-            p, inner = x, None
+        # P_{K-1} over the whole graph (one layer: P_0 = x); the next block reads it by node id
+        p = _mm(adj, x).add_(x) if num_layers >= 2 else x
+        inner = None
         blocks = []
         for j in range(len(frontiers) - 1, -1, -1):
             b = frontiers[j].block(inner)
