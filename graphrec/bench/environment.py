@@ -45,7 +45,10 @@ def git_commit(path: Optional[str] = None) -> str:
 
 def environment(device: torch.device) -> dict:
     import torch_geometric
+
+    from graphrec.graphs import native_spmm
     return {
+        "sparse_product": native_spmm.backend() if device.type == "cpu" else "torch",
         "device": str(device), "device_name": device_name(device),
         "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
         "python": platform.python_version(), "threads": torch.get_num_threads(),

@@ -77,8 +77,17 @@ def _transposed_product(adj_t: torch.Tensor, rows: torch.Tensor, g: torch.Tensor
 
 
 def _transpose(block: torch.Tensor) -> torch.Tensor:
-    """CSR transpose of a (small) CSR block: one sort of its entries."""
-    return block.t().to_sparse_csr()
+    """CSR transpose of a (small) CSR block: one stable sort of its column indices (within a new
+    row the entries keep their old row order, as torch's own transpose-and-convert gives, which
+    took 2-4 ms instead of ~1 ms for a Clothing batch's 78k entries)."""
+    crow, col = block.crow_indices(), block.col_indices()
+    n_rows, n_cols = block.shape
+    order = torch.argsort(col, stable=True)
+    t_crow = torch.zeros(n_cols + 1, dtype=crow.dtype, device=crow.device)
+    torch.cumsum(torch.bincount(col, minlength=n_cols), 0, out=t_crow[1:])
+    row = torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow.diff(), output_size=col.numel())
+    return torch.sparse_csr_tensor(t_crow, row[order], block.values()[order], (n_cols, n_rows),
+                                   check_invariants=False)
 
 
 class _BatchReadout(torch.autograd.Function):
@@ -93,21 +102,22 @@ class _BatchReadout(torch.autograd.Function):
     accumulated into one table."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, adj: torch.Tensor, adj_t: torch.Tensor, rows: torch.Tensor,
-                num_layers: int, scale: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, graph: SparseGraph, rows: torch.Tensor, num_layers: int,
+                scale: float) -> torch.Tensor:
+        adj, adj_t = graph.adj, graph.transpose_csr()
         frontiers = [_Frontier(adj, rows)]
         for _ in range(num_layers - 2):
             frontiers.append(_Frontier(adj, frontiers[-1].neighbours()))
         # P_{K-1} over the whole graph (one layer: P_0 = x); the next block reads it by node id
-        p = _mm(adj, x).add_(x) if num_layers >= 2 else x
+        p = _mm(adj, x, add=x, out=graph.scratch_table(adj.shape[0], x)) if num_layers >= 2 else x
         inner = None
         blocks = []
         for j in range(len(frontiers) - 1, -1, -1):
             b = frontiers[j].block(inner)
             blocks.append(b)
-            p = _mm(b, p).add_(x[frontiers[j].rows])
+            p = _mm(b, p, add=x[frontiers[j].rows])
             inner = frontiers[j].rows
-        ctx.frontiers, ctx.blocks, ctx.adj_t, ctx.scale = [f.rows for f in frontiers], blocks[::-1], adj_t, scale
+        ctx.frontiers, ctx.blocks, ctx.graph, ctx.adj_t, ctx.scale = [f.rows for f in frontiers], blocks[::-1], graph, adj_t, scale
         ctx.n, ctx.num_layers = x.shape[0], num_layers
         return (p.mul_(scale) if scale != 1.0 else p), x[rows]
 
@@ -118,14 +128,15 @@ class _BatchReadout(torch.autograd.Function):
         small = [] if grad_x_rows is None else [(rows[0], grad_x_rows)]
         for j, b in enumerate(blocks):  # blocks[j] = A[S_j, S_{j+1}] (the last: A[S_j, :])
             small.append((rows[j], g))
-            g = _mm(_transpose(b), g)
+            last = j == len(blocks) - 1 and ctx.num_layers >= 2  # full-size: into the scratch table
+            g = _mm(_transpose(b), g, out=ctx.graph.scratch_table(ctx.adj_t.shape[0], g) if last else None)
         if ctx.num_layers >= 2:  # g is the gradient of the whole-graph P_{K-1} = x + A x
-            dx = _mm(ctx.adj_t, g).add_(g)
+            dx = _mm(ctx.adj_t, g, add=g)
         else:  # one layer: g is already the gradient of x through A[S_0, :]
             dx = g
         for r, gj in small:  # the x[S_j] terms of every layer and the layer-0 rows output
             dx.index_add_(0, r, gj)
-        return dx, None, None, None, None, None
+        return dx, None, None, None, None
 
 
 class _RowsProduct(torch.autograd.Function):
@@ -164,5 +175,5 @@ def batch_readout(graph: SparseGraph, x: torch.Tensor, rows: torch.Tensor, num_l
         out = x[rows]
         return (out, out) if with_inputs else out
     scale = 1.0 / (num_layers + 1) if readout == "mean" else 1.0
-    out, x_rows = _BatchReadout.apply(x, graph.adj, graph.transpose_csr(), rows, int(num_layers), scale)
+    out, x_rows = _BatchReadout.apply(x, graph, rows, int(num_layers), scale)
     return (out, x_rows) if with_inputs else out

@@ -19,6 +19,7 @@ from graphrec.bench.memory import PhaseProbe
 from graphrec.data.split import Split
 from graphrec.datasets.base import Dataset
 from graphrec.eval.ranking import RankingEvaluator
+from graphrec.graphs import native_spmm
 from graphrec.models import ModelContext, Recommender, get_model
 from graphrec.train import checkpoint
 from graphrec.train.samplers import BPRSampler
@@ -121,7 +122,8 @@ def _environment(device: torch.device) -> dict:
     from graphrec.bench.environment import device_name
     return {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "device": str(device), "device_name": device_name(device)}
+            "device": str(device), "device_name": device_name(device),
+            "sparse_product": native_spmm.backend() if device.type == "cpu" else "torch"}
 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
