@@ -114,6 +114,9 @@ def _load() -> Optional[ctypes.CDLL]:
             fn = lib.graphrec_csr_spmm
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+            tr = lib.graphrec_csr_transpose
+            tr.restype = ctypes.c_int
+            tr.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
             _lib, _why_not = lib, ""
         except Exception as exc:  # any failure keeps torch's product; say so once
             _lib, _why_not = None, str(exc)
@@ -168,3 +171,24 @@ def csr_spmm(adj: torch.Tensor, x: torch.Tensor, add: Optional[torch.Tensor] = N
     lib.graphrec_csr_spmm(crow.data_ptr(), col.data_ptr(), val.data_ptr(), x.data_ptr(),
                           None if add is None else add.data_ptr(), out.data_ptr(), n, d, threads)
     return out
+
+
+def csr_transpose(adj: torch.Tensor) -> Optional[torch.Tensor]:
+    """``adj^T`` as CSR by one counting pass (each new row keeps its entries in old-row order, as a
+    stable sort by column gives), or None when the compiled code is unavailable or does not apply
+    (CPU CSR with int64 indices and float32 values only)."""
+    if not (adj.layout == torch.sparse_csr and adj.device.type == "cpu" and adj.dtype == torch.float32
+            and adj.crow_indices().dtype == torch.int64 and adj.col_indices().dtype == torch.int64):
+        return None
+    lib = _load()
+    if lib is None:
+        return None
+    n_rows, n_cols = adj.shape
+    crow, col, val = adj.crow_indices().contiguous(), adj.col_indices().contiguous(), adj.values().contiguous()
+    nnz = col.numel()
+    t_crow = torch.empty(n_cols + 1, dtype=torch.int64)
+    t_col = torch.empty(nnz, dtype=torch.int64)
+    t_val = torch.empty(nnz, dtype=torch.float32)
+    lib.graphrec_csr_transpose(crow.data_ptr(), col.data_ptr(), val.data_ptr(), n_rows, n_cols,
+                               t_crow.data_ptr(), t_col.data_ptr(), t_val.data_ptr())
+    return torch.sparse_csr_tensor(t_crow, t_col, t_val, (n_cols, n_rows), check_invariants=False)

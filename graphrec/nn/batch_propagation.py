@@ -23,6 +23,7 @@ from typing import Optional
 
 import torch
 
+from graphrec.graphs import native_spmm
 from graphrec.graphs.sparse import SparseGraph, _mm
 
 
@@ -51,7 +52,7 @@ class _Frontier:
     def __init__(self, adj: torch.Tensor, rows: torch.Tensor):
         self.adj, self.rows = adj, rows
         self.pos, self.crow = row_positions(adj.crow_indices(), rows)
-        self.cols = adj.col_indices()[self.pos]
+        self.cols = adj.col_indices().index_select(0, self.pos)
 
     def neighbours(self) -> torch.Tensor:
         """Sorted distinct columns stored in these rows: the next frontier."""
@@ -64,8 +65,9 @@ class _Frontier:
         are renumbered to positions in ``inner``."""
         col, n_cols = self.cols, self.adj.shape[1]
         if inner is not None:
-            col, n_cols = _lookup(inner, n_cols)[col], inner.numel()
-        return torch.sparse_csr_tensor(self.crow, col, self.adj.values()[self.pos], (self.rows.numel(), n_cols),
+            col, n_cols = _lookup(inner, n_cols).index_select(0, col), inner.numel()
+        return torch.sparse_csr_tensor(self.crow, col, self.adj.values().index_select(0, self.pos),
+                                       (self.rows.numel(), n_cols),
                                        check_invariants=False)
 
 
@@ -77,9 +79,13 @@ def _transposed_product(adj_t: torch.Tensor, rows: torch.Tensor, g: torch.Tensor
 
 
 def _transpose(block: torch.Tensor) -> torch.Tensor:
-    """CSR transpose of a (small) CSR block: one stable sort of its column indices (within a new
-    row the entries keep their old row order, as torch's own transpose-and-convert gives, which
-    took 2-4 ms instead of ~1 ms for a Clothing batch's 78k entries)."""
+    """CSR transpose of a (small) CSR block, each new row keeping its entries in old-row order (as
+    torch's own transpose-and-convert gives): one counting pass in the compiled code (~0.2 ms for a
+    Clothing batch's 78k entries), else one stable sort of the column indices (~1.2 ms; torch's
+    transpose-and-convert took 2-4 ms)."""
+    fast = native_spmm.csr_transpose(block)
+    if fast is not None:
+        return fast
     crow, col = block.crow_indices(), block.col_indices()
     n_rows, n_cols = block.shape
     order = torch.argsort(col, stable=True)
@@ -115,11 +121,11 @@ class _BatchReadout(torch.autograd.Function):
         for j in range(len(frontiers) - 1, -1, -1):
             b = frontiers[j].block(inner)
             blocks.append(b)
-            p = _mm(b, p, add=x[frontiers[j].rows])
+            p = _mm(b, p, add=x.index_select(0, frontiers[j].rows))
             inner = frontiers[j].rows
         ctx.frontiers, ctx.blocks, ctx.graph, ctx.adj_t, ctx.scale = [f.rows for f in frontiers], blocks[::-1], graph, adj_t, scale
         ctx.n, ctx.num_layers = x.shape[0], num_layers
-        return (p.mul_(scale) if scale != 1.0 else p), x[rows]
+        return (p.mul_(scale) if scale != 1.0 else p), x.index_select(0, rows)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor, grad_x_rows: Optional[torch.Tensor]):

@@ -85,3 +85,24 @@ int graphrec_csr_spmm(const int64_t *crow, const int64_t *col, const float *val,
   }
   return 0;
 }
+
+/* CSR transpose by counting (O(nnz + ncols), one thread): t_crow (ncols + 1 entries), t_col and
+ * t_val (nnz entries) receive A^T, each new row listing its entries in increasing old-row order,
+ * the order a stable sort by column gives. Returns 0. */
+int graphrec_csr_transpose(const int64_t *crow, const int64_t *col, const float *val, int64_t nrows,
+                           int64_t ncols, int64_t *t_crow, int64_t *t_col, float *t_val) {
+  const int64_t first = crow[0];
+  for (int64_t c = 0; c <= ncols; ++c) t_crow[c] = 0;
+  for (int64_t p = first; p < crow[nrows]; ++p) ++t_crow[col[p] + 1];
+  for (int64_t c = 0; c < ncols; ++c) t_crow[c + 1] += t_crow[c];
+  /* t_crow[c] is the next free slot of new row c; after the fill it is the start of row c + 1 */
+  for (int64_t r = 0; r < nrows; ++r)
+    for (int64_t p = crow[r]; p < crow[r + 1]; ++p) {
+      const int64_t dst = t_crow[col[p]]++;
+      t_col[dst] = r;
+      t_val[dst] = val[p];
+    }
+  for (int64_t c = ncols; c > 0; --c) t_crow[c] = t_crow[c - 1];
+  t_crow[0] = 0;
+  return 0;
+}
