@@ -9,11 +9,12 @@ import textwrap
 import pytest
 import torch
 
+from graphrec import native
 from graphrec.graphs import native_spmm
 from graphrec.graphs.sparse import _mm
 from graphrec.nn.batch_propagation import _transpose
 
-needs_native = pytest.mark.skipif(native_spmm._load() is None, reason=f"no native product: {native_spmm._why_not}")
+needs_native = pytest.mark.skipif(native_spmm._load() is None, reason="no native product here")
 
 
 def _random_csr(n_rows, n_cols, density, seed):
@@ -120,8 +121,8 @@ def _probe(env_extra, cache_dir):
 
 
 def test_switched_off_uses_torch_and_says_why(tmp_path):
-    backend, declined, _ = _probe({"GRAPHREC_NATIVE_SPMM": "0"}, tmp_path)
-    assert backend == "torch (GRAPHREC_NATIVE_SPMM=0)" and declined == "True"
+    backend, declined, _ = _probe({"GRAPHREC_NATIVE": "0"}, tmp_path)
+    assert backend == "torch (GRAPHREC_NATIVE=0)" and declined == "True"
     assert not any(tmp_path.rglob("*.so"))
 
 
@@ -133,14 +134,15 @@ def test_no_compiler_uses_torch_and_says_why(tmp_path):
 def test_failed_build_uses_torch_and_says_why(tmp_path, monkeypatch):
     broken = tmp_path / "broken.c"
     broken.write_text("this is not C\n")
-    monkeypatch.setattr(native_spmm, "SOURCE", broken)
-    monkeypatch.setattr(native_spmm, "_tried", False)
-    monkeypatch.setattr(native_spmm, "_lib", None)
     monkeypatch.setenv("GRAPHREC_CACHE_DIR", str(tmp_path / "cache"))
-    if native_spmm._compiler() is None:
+    if native.compiler() is None:
         pytest.skip("no C compiler here")
-    assert native_spmm._load() is None
-    assert native_spmm.backend().startswith("torch (") and "failed" in native_spmm.backend()
+    native.forget("broken_probe")
+    try:
+        assert native.load("broken_probe", broken) is None
+        assert "failed" in native.why_not("broken_probe")
+    finally:
+        native.forget("broken_probe")
     assert not any((tmp_path / "cache").rglob("*.so"))  # no half-built library left behind
 
 

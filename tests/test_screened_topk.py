@@ -1,7 +1,19 @@
 """The certified bfloat16 screen returns the float32 top-K: brute-force oracle, the error bound it
-rests on, forced fall-backs, and the evaluator's metrics with the screen on and off."""
+rests on, forced fall-backs, and the evaluator's metrics with the screen on and off. Every test
+runs twice: with the compiled selection (`graphrec/native/screen_topk.c`) and with the torch one."""
 import pytest
 import torch
+
+import graphrec.eval.screened_topk as screened_topk
+
+
+@pytest.fixture(params=["native", "torch"], autouse=True)
+def selection(request, monkeypatch):
+    if request.param == "torch":
+        monkeypatch.setattr(screened_topk, "_select_kernel", lambda: None)
+    elif screened_topk._select_kernel() is None:
+        pytest.skip("no compiled selection here")
+    return request.param
 
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.eval.ranking import RankingEvaluator
@@ -86,6 +98,16 @@ def test_clear_winners_are_certified_without_fallback():
     idx, _ = _assert_same_topk(u, items, 20, empty, empty, screen)
     assert set(idx[0].tolist()) == set(range(20))
     assert screen.last_fallback_rows == 0
+
+
+def test_scores_beyond_the_bf16_range_fall_back():
+    g = torch.Generator().manual_seed(4)
+    items = torch.randn(2000, 16, generator=g) * 1e18
+    u = torch.randn(30, 16, generator=g) * 1e15  # |u||i| ~ 1e34: above the screen's 1e30 limit
+    screen = ScreenedTopK(items)
+    empty = torch.empty(0, dtype=torch.long)
+    _assert_same_topk(u, items, 10, empty, empty, screen)
+    assert screen.last_fallback_rows == 30
 
 
 def test_rows_with_fewer_unmasked_items_than_k():

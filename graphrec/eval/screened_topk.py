@@ -19,17 +19,43 @@ The screen below uses both and still returns the float32 top-K exactly:
    *certified* when the best block left out has an upper bound below :math:`L_u`: then every
    such candidate lies in the kept blocks.
 4. The candidates are re-scored in float32 and the top-K is taken among them. Rows not
-   certified (many near-ties) are scored again in full float32 (``last_fallback_rows``).
+   certified (many near-ties, or :math:`\|u\|\max\|i\| > 10^{30}`, where a bf16 product could
+   overflow) are scored again in full float32 (``last_fallback_rows``).
+
+Steps 2-4 run in one compiled pass per row (`graphrec/native/screen_topk.c`, rows in parallel)
+where `graphrec.native` can build it, else as torch operations; both give the same ranking
+(tests run both). At Clothing scale the compiled pass took a trained LightGCN's valid evaluation
+from 1.16-1.24 s to 0.74-0.79 s (2 threads).
 
 Ties between exactly equal float32 scores may resolve to a different item than a full
 ``torch.topk`` would (as they may between two chunk sizes of the plain path).
 """
 from __future__ import annotations
 
+import ctypes
+from typing import Optional
+
 import torch
+
+from graphrec import native
 
 #: bound on |bf16 score - float32 score| / (|u| |i|) (module docstring, step 1), with margin
 BF16_SCORE_BOUND = 1.0 / 80.0
+# beyond this |u||i| a bf16 product may overflow to inf; such rows are ranked in float32
+_HUGE_SCORE = 1e30
+
+
+def _select_kernel() -> Optional[ctypes.CDLL]:
+    """The compiled selection (`graphrec/native/screen_topk.c`), or None (torch does it)."""
+    fresh = "screen_topk" not in native._libs
+    lib = native.load("screen_topk")
+    if lib is not None and fresh:
+        fn = lib.graphrec_screen_select
+        fn.restype = ctypes.c_int
+        fn.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 3 + [ctypes.c_int64]
+                       + [ctypes.c_void_p] * 5 + [ctypes.c_int64] + [ctypes.c_void_p]
+                       + [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2 + [ctypes.c_int])
+    return lib
 
 
 def bf16_matmul_is_fast(device: torch.device) -> bool:
@@ -69,6 +95,9 @@ class ScreenedTopK:
         self.items_bf16 = padded[self.col_item].to(torch.bfloat16)
         self.col_norm = torch.cat([norms, norms.new_zeros(1)])[self.col_item]
         self.block_norm = self.col_norm[:self.n_blocks]  # slot 0 of each block: its largest norm
+        self.col_norm_c = self.col_norm.float().contiguous()  # for the compiled selection
+        self.block_norm_c = self.block_norm.float().contiguous()
+        self.max_norm = float(norms.max()) if norms.numel() else 0.0
         self.slot_offsets = torch.arange(self.block, device=items.device) * self.n_blocks
         self.last_fallback_rows = 0
 
@@ -82,6 +111,8 @@ class ScreenedTopK:
         if b == 0 or n_keep >= self.n_blocks:  # too few blocks for the screen to pay
             return self._exact(u, k, mask_rows, mask_cols)
         s = u.to(torch.bfloat16) @ self.items_bf16.T  # [B, block * n_blocks], screened columns
+        if u.device.type == "cpu" and self.items.device.type == "cpu" and _select_kernel() is not None:
+            return self._select_native(s, u, k, n_keep, mask_rows, mask_cols)
         s[mask_rows, self.position[mask_cols]] = float("-inf")
         s[:, self.pad_cols] = float("-inf")
         cu = BF16_SCORE_BOUND * u.norm(dim=1, keepdim=True)  # eps_ui = cu * |i|
@@ -91,7 +122,8 @@ class ScreenedTopK:
         kept = s.gather(1, cols).float()
         eps = cu * self.col_norm[cols]
         low = (kept - eps).topk(k, dim=1).values[:, -1]  # L_u
-        certified = torch.isfinite(low) & (upper[:, n_keep] < low)
+        in_range = cu[:, 0] * (self.max_norm / BF16_SCORE_BOUND) < _HUGE_SCORE
+        certified = torch.isfinite(low) & (upper[:, n_keep] < low) & in_range
         cand = (kept + eps >= low[:, None]) & certified[:, None]
         r, c = cand.nonzero(as_tuple=True)
         exact = torch.full(cand.shape, float("-inf"), device=s.device)
@@ -107,6 +139,39 @@ class ScreenedTopK:
             remap[bad] = torch.arange(bad.numel(), device=s.device)
             idx[bad], ok[bad] = self._exact(u[bad], k, remap[mask_rows[keep]], mask_cols[keep])
         return idx, ok
+
+    def _select_native(self, s: torch.Tensor, u: torch.Tensor, k: int, n_keep: int, mask_rows: torch.Tensor,
+                       mask_cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 2-4 of the module docstring in one compiled pass per row; same result."""
+        b = u.shape[0]
+        if mask_rows.numel() > 1 and bool((mask_rows[1:] < mask_rows[:-1]).any()):
+            order = torch.argsort(mask_rows, stable=True)
+            mask_rows, mask_cols = mask_rows[order], mask_cols[order]
+        mask_ptr = torch.zeros(b + 1, dtype=torch.long)
+        torch.cumsum(torch.bincount(mask_rows, minlength=b), 0, out=mask_ptr[1:])
+        mask_col = self.position.index_select(0, mask_cols).contiguous()
+        unorm = u.norm(dim=1)
+        cu = (BF16_SCORE_BOUND * unorm).contiguous()
+        s = s.contiguous()
+        u = u.contiguous()
+        idx = torch.empty(b, k, dtype=torch.long)
+        certified = torch.empty(b, dtype=torch.uint8)
+        pad_cols = self.pad_cols.contiguous()
+        _select_kernel().graphrec_screen_select(
+            s.data_ptr(), b, s.shape[1], self.n_blocks, self.block, mask_ptr.data_ptr(), mask_col.data_ptr(),
+            pad_cols.data_ptr(), pad_cols.numel(), cu.data_ptr(), self.block_norm_c.data_ptr(),
+            self.col_norm_c.data_ptr(), self.col_item.data_ptr(), u.data_ptr(), self.d, self.items.data_ptr(), k,
+            n_keep, idx.data_ptr(), certified.data_ptr(), torch.get_num_threads())
+        ok = certified.bool() & (unorm * self.max_norm < _HUGE_SCORE)
+        bad = (~ok).nonzero(as_tuple=True)[0]
+        self.last_fallback_rows = int(bad.numel())
+        flags = torch.ones(b, k, dtype=torch.bool)
+        if bad.numel():
+            keep = torch.isin(mask_rows, bad)
+            remap = torch.full((b,), -1, dtype=torch.long)
+            remap[bad] = torch.arange(bad.numel())
+            idx[bad], flags[bad] = self._exact(u[bad], k, remap[mask_rows[keep]], mask_cols[keep])
+        return idx, flags
 
     def _exact(self, u: torch.Tensor, k: int, mask_rows: torch.Tensor, mask_cols: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:

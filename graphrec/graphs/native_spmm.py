@@ -1,133 +1,44 @@
-"""Optional compiled CSR x dense product for CPU (`native/csr_spmm.c`), loaded through ctypes.
+"""CSR x dense products and CSR transposes for CPU through graphrec's compiled kernel
+(`graphrec/native/csr_spmm.c`; building, caching and fall-back in `graphrec.native`).
 
-torch's CPU CSR product is the hot path of every graph model's training step; the C loop in
-``native/csr_spmm.c`` does the same product about 2x faster at Clothing scale (see its header and
-``benchmarks/results/bench_changes.md``). It is an accelerator, never a requirement:
-
-* it is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``) and
-  ``-O3 -march=native -fopenmp`` into ``$GRAPHREC_CACHE_DIR/native`` (default
-  ``~/.cache/graphrec/native``), keyed by the source, the flags and the host, and reused after;
-* without a compiler, or when the build fails, graphrec logs one line and keeps torch's product;
-  a build without ``-march=native`` is not used (it is slower than torch's);
-* ``GRAPHREC_NATIVE_SPMM=0`` turns it off; ``backend()`` says which product a process uses
-  (`graphrec bench` records it).
-
-It takes CPU CSR tensors with int64 indices and float32 values, and a float32 dense operand;
-anything else goes to torch. Each output row sums its entries in storage order (with fused
-multiply-adds), so results are deterministic and independent of the thread count, and agree with
-torch's to float rounding.
+torch's CPU CSR product is the hot path of every graph model's training step; the C loop does
+the same product about 2x faster at Clothing scale (see its header and
+``benchmarks/results/bench_changes.md``). It takes CPU CSR tensors with int64 indices and float32
+values and a float32 dense operand; anything else goes to torch. Each output row sums its entries
+in storage order (with fused multiply-adds), so results are deterministic and independent of the
+thread count, and agree with torch's to float rounding. ``backend()`` says which product a process
+uses (`graphrec bench` and run records store it).
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-from pathlib import Path
 from typing import Optional
 
 import torch
 
-from graphrec.utils import log
+from graphrec import native
 
-SOURCE = Path(__file__).with_name("native") / "csr_spmm.c"
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
-_ENV_SWITCH = "GRAPHREC_NATIVE_SPMM"
 # Below this many multiply-adds one thread does the product (starting threads costs ~30 us).
 _ONE_THREAD_WORK = 1 << 17
-
-_lock = threading.Lock()
-_lib: Optional[ctypes.CDLL] = None
-_tried = False
-_why_not = "not loaded yet"
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("GRAPHREC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "graphrec")
-    return Path(base) / "native"
-
-
-def _compiler() -> Optional[str]:
-    for name in (os.environ.get("CC"), "cc", "gcc"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def _host_key() -> str:
-    """What -march=native depends on: the CPU model and flags (a copied cache must not be reused
-    on another CPU)."""
-    info = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("model name", "flags", "Features", "CPU part")):
-                    info += line
-                if line.strip() == "":
-                    break
-    except OSError:
-        info += platform.processor()
-    return info
-
-
-def _build(cc: str) -> Path:
-    src = SOURCE.read_bytes()
-    key = hashlib.sha256(src + " ".join((cc,) + FLAGS).encode() + _host_key().encode()).hexdigest()[:16]
-    target = _cache_dir() / f"csr_spmm-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # build beside the target, then rename: concurrent processes (pytest workers) never load a
-    # half-written library
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        proc = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{cc} {' '.join(FLAGS)} failed: {proc.stderr.strip()[-500:]}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+_NAME = "csr_spmm"
 
 
 def _load() -> Optional[ctypes.CDLL]:
-    global _lib, _tried, _why_not
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        try:
-            if os.environ.get(_ENV_SWITCH, "1").strip().lower() in ("0", "false", "off", "no"):
-                raise RuntimeError(f"{_ENV_SWITCH}=0")
-            cc = _compiler()
-            if cc is None:
-                raise RuntimeError("no C compiler ($CC, cc, gcc) on PATH")
-            lib = ctypes.CDLL(str(_build(cc)))
-            fn = lib.graphrec_csr_spmm
-            fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
-            tr = lib.graphrec_csr_transpose
-            tr.restype = ctypes.c_int
-            tr.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
-            _lib, _why_not = lib, ""
-        except Exception as exc:  # any failure keeps torch's product; say so once
-            _lib, _why_not = None, str(exc)
-            log.info("native CSR product not used (%s); using torch's", _why_not)
-        _tried = True
-    return _lib
+    fresh = _NAME not in native._libs
+    lib = native.load(_NAME)
+    if lib is not None and fresh:
+        fn = lib.graphrec_csr_spmm
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+        tr = lib.graphrec_csr_transpose
+        tr.restype = ctypes.c_int
+        tr.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
+    return lib
 
 
 def backend() -> str:
     """``"graphrec-native"`` when the compiled product is in use, else ``"torch"`` (and why)."""
-    return "graphrec-native" if _load() is not None else f"torch ({_why_not})"
+    return "graphrec-native" if _load() is not None else f"torch ({native.why_not(_NAME)})"
 
 
 def applicable(adj: torch.Tensor, x: torch.Tensor) -> bool:

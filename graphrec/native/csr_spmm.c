@@ -8,7 +8,7 @@
  * Rows are split between threads by their number of stored entries.
  *
  * Each output row sums its entries in storage order, so results do not depend on the thread
- * count. Compiled by graphrec/graphs/native_spmm.py with -O3 -march=native -fopenmp.
+ * count. Built and loaded by graphrec/native/__init__.py (-O3 -march=native -fopenmp).
  */
 #include <omp.h>
 #include <stdint.h>
