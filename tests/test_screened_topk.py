@@ -164,6 +164,26 @@ def test_evaluator_metrics_are_identical_with_and_without_screen():
     assert custom != exact
 
 
+def test_evaluator_drops_the_screen_when_most_rows_fall_back():
+    # near-identical item vectors: the bf16 bound separates no row, so after the first chunk the
+    # evaluator ranks in float32 directly; metrics equal the exact path's either way
+    g = torch.Generator().manual_seed(5)
+    n_users, n_items = 200, 900
+    train, test = _random_split(n_users, n_items, g)
+    base = torch.randn(1, 16, generator=g)
+    model = _Factored(base + 0.01 * torch.randn(n_users, 16, generator=g),
+                      base + 1e-4 * torch.randn(n_items, 16, generator=g))
+    ev = RankingEvaluator(test, [train], ks=[10], user_chunk=50, screen="off")
+    exact = ev.evaluate(model)
+    assert ev.screen_dropped_at is None
+    ev.screen = "bf16"
+    assert ev.evaluate(model) == pytest.approx(exact, abs=1e-12)
+    assert ev.screen_dropped_at == 0
+    clear = _Factored(torch.randn(n_users, 16, generator=g), torch.randn(n_items, 16, generator=g))
+    ev.evaluate(clear)
+    assert ev.screen_dropped_at is None  # well-separated scores keep the screen
+
+
 def test_evaluator_rejects_unknown_screen():
     train = Interactions(torch.tensor([0]), torch.tensor([0]), IdMap([0], "user"), IdMap([0, 1], "item"))
     with pytest.raises(ValueError, match="screen"):

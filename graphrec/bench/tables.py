@@ -24,12 +24,13 @@ METHOD_NOTE = (
 
 SCALING_NOTE = (
     "`--scale s` multiplies users, items and interactions together, so an epoch has ~s training steps. "
-    "LightGCN and FREEDOM train batch-local: a step reads the graph rows of the batch's 1- and 2-hop "
-    "neighbourhoods plus one whole-graph product in the backward, and exact Adam updates every row of "
-    "the embedding tables (MMRec propagates the whole graph forward and backward in every step). A step "
-    "therefore still grows with the graph and an epoch grows faster than s (about s^2 for whole-graph "
-    "steps); `ms/step` isolates the per-step part. Full-ranking evaluation scores (users ~ s) x "
-    "(items ~ s). Memory grows about as s.")
+    "LightGCN and FREEDOM train batch-local: a 2-layer step takes one whole-graph product forward and "
+    "one backward (the batch's 1-hop frontier is most of the graph) plus products over the batch's own "
+    "rows, and exact Adam updates every row of the embedding tables (MMRec propagates the whole graph "
+    "twice forward and twice backward in every step). A step therefore grows with the graph and an "
+    "epoch about as s x (step cost), i.e. faster than s, for any exact full-graph trainer; `ms/step` "
+    "isolates the per-step part. Full-ranking evaluation scores (users ~ s) x (items ~ s); below "
+    "16,384 items it runs without the bf16 screen (`eval.screen: auto`). Memory grows about as s.")
 
 
 def _median(v: Sequence[float]) -> Optional[float]:

@@ -115,10 +115,17 @@ class RankingEvaluator:
             reps = model.propagate()
         kmax = max(self.ks)
         screen = self.make_screen(model, reps)
+        self.screen_dropped_at: Optional[int] = None  # first user offset ranked without the screen
         sums: Dict[str, torch.Tensor] = {}
         for s in range(0, self.users.numel(), self.user_chunk):
             users = self.users[s:s + self.user_chunk]
             idx, ok = self.topk(model, reps, users, kmax, screen)
+            if screen is not None and 2 * screen[1].last_fallback_rows > users.numel():
+                # most rows are near-ties the bf16 bound cannot separate (e.g. an untrained model
+                # whose item vectors are alike): each would be scored twice, so rank the rest in
+                # float32 directly
+                screen = None
+                self.screen_dropped_at = s
             keys = users.unsqueeze(1) * self.n_items + idx
             pos = torch.searchsorted(self.target_keys, keys).clamp(max=max(0, self.target_keys.numel() - 1))
             hits = (self.target_keys[pos] == keys) & ok if self.target_keys.numel() else torch.zeros_like(ok)
