@@ -47,14 +47,14 @@ _HUGE_SCORE = 1e30
 
 def _select_kernel() -> Optional[ctypes.CDLL]:
     """The compiled selection (`graphrec/native/screen_topk.c`), or None (torch does it)."""
-    fresh = "screen_topk" not in native._libs
     lib = native.load("screen_topk")
-    if lib is not None and fresh:
+    if lib is not None and not getattr(lib, "_graphrec_typed", False):  # int64 arguments need argtypes
         fn = lib.graphrec_screen_select
         fn.restype = ctypes.c_int
         fn.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 3 + [ctypes.c_int64]
                        + [ctypes.c_void_p] * 5 + [ctypes.c_int64] + [ctypes.c_void_p]
                        + [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2 + [ctypes.c_int])
+        lib._graphrec_typed = True
     return lib
 
 

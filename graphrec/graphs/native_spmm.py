@@ -24,15 +24,15 @@ _NAME = "csr_spmm"
 
 
 def _load() -> Optional[ctypes.CDLL]:
-    fresh = _NAME not in native._libs
     lib = native.load(_NAME)
-    if lib is not None and fresh:
+    if lib is not None and not getattr(lib, "_graphrec_typed", False):  # int64 arguments need argtypes
         fn = lib.graphrec_csr_spmm
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
         tr = lib.graphrec_csr_transpose
         tr.restype = ctypes.c_int
         tr.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
+        lib._graphrec_typed = True
     return lib
 
 
