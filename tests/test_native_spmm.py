@@ -184,3 +184,14 @@ def test_graph_scratch_table_is_reused_per_shape():
     assert a.shape == (12, 8) and graph.scratch_table(12, like).data_ptr() == a.data_ptr()
     b = graph.scratch_table(12, torch.randn(3, 5))  # another width: a new table replaces the old
     assert b.shape == (12, 5) and len(graph._scratch) == 1
+
+
+@needs_native
+def test_kernel_signatures_are_set_whoever_loads_the_library_first():
+    native.forget("csr_spmm")
+    lib = native.load("csr_spmm")  # loaded by someone other than native_spmm: untyped so far
+    assert not getattr(lib, "_graphrec_typed", False)
+    adj, dense = _random_csr(40, 30, 0.2, seed=9)
+    x = torch.randn(30, 64)
+    torch.testing.assert_close(native_spmm.csr_spmm(adj, x), dense @ x, rtol=1e-5, atol=1e-5)
+    assert lib._graphrec_typed and native_spmm._load() is lib

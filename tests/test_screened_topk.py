@@ -151,7 +151,8 @@ def test_evaluator_metrics_are_identical_with_and_without_screen():
     g = torch.Generator().manual_seed(3)
     n_users, n_items = 300, 1500
     train, test = _random_split(n_users, n_items, g)
-    model = _Factored(torch.randn(n_users, 24, generator=g), torch.randn(n_items, 24, generator=g) * torch.rand(n_items, 1, generator=g))
+    model = _Factored(torch.randn(n_users, 24, generator=g),
+                      torch.randn(n_items, 24, generator=g) * torch.rand(n_items, 1, generator=g))
     ev = RankingEvaluator(test, [train], ks=[5, 20], user_chunk=64, screen="off")
     exact = ev.evaluate(model)
     ev.screen = "bf16"

@@ -123,7 +123,8 @@ class _BatchReadout(torch.autograd.Function):
             blocks.append(b)
             p = _mm(b, p, add=x.index_select(0, frontiers[j].rows))
             inner = frontiers[j].rows
-        ctx.frontiers, ctx.blocks, ctx.graph, ctx.adj_t, ctx.scale = [f.rows for f in frontiers], blocks[::-1], graph, adj_t, scale
+        ctx.frontiers, ctx.blocks, ctx.scale = [f.rows for f in frontiers], blocks[::-1], scale
+        ctx.graph, ctx.adj_t = graph, adj_t
         ctx.n, ctx.num_layers = x.shape[0], num_layers
         return (p.mul_(scale) if scale != 1.0 else p), x.index_select(0, rows)
 
