@@ -127,7 +127,7 @@ def test_switched_off_uses_torch_and_says_why(tmp_path):
 
 
 def test_no_compiler_uses_torch_and_says_why(tmp_path):
-    backend, declined, _ = _probe({"CC": "", "PATH": str(tmp_path)}, tmp_path / "cache")
+    backend, declined, _ = _probe({"CC": "", "PATH": str(tmp_path), "GRAPHREC_NATIVE": "1"}, tmp_path / "cache")
     assert backend.startswith("torch (no C compiler") and declined == "True"
 
 
@@ -135,6 +135,7 @@ def test_failed_build_uses_torch_and_says_why(tmp_path, monkeypatch):
     broken = tmp_path / "broken.c"
     broken.write_text("this is not C\n")
     monkeypatch.setenv("GRAPHREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("GRAPHREC_NATIVE", raising=False)
     if native.compiler() is None:
         pytest.skip("no C compiler here")
     native.forget("broken_probe")

@@ -197,21 +197,22 @@ class _CSRMatmul(torch.autograd.Function):
 
 def _mm(adj: torch.Tensor, x: torch.Tensor, add: Optional[torch.Tensor] = None,
         out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``adj @ x`` (``+ add`` when given, in the same pass), into ``out`` when given (a scratch
+    """``adj @ x`` (``+ add`` when given; one pass in the compiled loop), into ``out`` when given (a scratch
     table reused across steps; it must not share memory with ``x``); no autograd.
 
     CPU CSR float32 products go through the compiled loop of `graphrec.graphs.native_spmm` when it
-    is available (about 2x torch's at Clothing scale). Otherwise, for CSR, ``addmm`` into an
-    uninitialised output (beta=0) skips the zero-fill that ``torch.sparse.mm`` does first."""
+    is available (about 2x torch's at Clothing scale). Otherwise, for CPU CSR, ``addmm`` into an
+    uninitialised output (beta=0) skips the zero-fill that ``torch.sparse.mm`` does first; other
+    devices and layouts use ``torch.sparse.mm``."""
     if adj.layout == torch.sparse_csr:
         res = native_spmm.csr_spmm(adj, x, add, out)
         if res is not None:
             return res
-        if out is None:
-            out = torch.empty(adj.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
-        if add is not None:
-            return torch.addmm(add, adj, x, out=out)
-        return torch.addmm(out, adj, x, beta=0, out=out)
+        if adj.device.type == "cpu":
+            if out is None:
+                out = torch.empty(adj.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+            torch.addmm(out, adj, x, beta=0, out=out)
+            return out if add is None else out.add_(add)
     res = torch.sparse.mm(adj, x)
     if add is not None:
         res = res.add_(add)
