@@ -1,6 +1,7 @@
 """The compiled CSR product equals a dense float64 oracle for every column count (vector blocks of
 64 and 16 and the scalar tail), with and without the fused addend, gives bit-identical results for
 any thread count, and falls back to torch (with a reason) when it cannot be built or is off."""
+import ctypes
 import os
 import subprocess
 import sys
@@ -190,9 +191,10 @@ def test_graph_scratch_table_is_reused_per_shape():
 @needs_native
 def test_kernel_signatures_are_set_whoever_loads_the_library_first():
     native.forget("csr_spmm")
-    lib = native.load("csr_spmm")  # loaded by someone other than native_spmm: untyped so far
-    assert not getattr(lib, "_graphrec_typed", False)
+    lib = native.load("csr_spmm")  # loaded directly, not through native_spmm
+    assert lib.graphrec_csr_spmm.argtypes[6] is ctypes.c_int64  # nrows: a 64-bit argument
+    assert lib.graphrec_csr_transpose.argtypes[3] is ctypes.c_int64
     adj, dense = _random_csr(40, 30, 0.2, seed=9)
     x = torch.randn(30, 64)
     torch.testing.assert_close(native_spmm.csr_spmm(adj, x), dense @ x, rtol=1e-5, atol=1e-5)
-    assert lib._graphrec_typed and native_spmm._load() is lib
+    assert native_spmm._load() is lib

@@ -48,7 +48,7 @@ def environment(device: torch.device) -> dict:
 
     from graphrec.graphs import native_spmm
     return {
-        "sparse_product": native_spmm.backend() if device.type == "cpu" else "torch",
+        "sparse_product": native_spmm.backend(device),
         "device": str(device), "device_name": device_name(device),
         "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
         "python": platform.python_version(), "threads": torch.get_num_threads(),

@@ -123,6 +123,7 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
                 eval_s.append(valid.last_seconds)
         per_step = _median(train_s[warmup:]) / steps_run if train_s and steps_run else None
         truncated = bool(steps_run and full_steps and steps_run < full_steps)
+        epoch_per_run = full_steps / steps_run if truncated else 1.0  # a truncated epoch's projection factor
         ph = probe.phases
         cuda = p.device.type == "cuda"
         phase_mem = {}
@@ -148,8 +149,7 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
             "train_s_per_epoch_projected": truncated,
             "steps_per_epoch": steps_run, "full_steps_per_epoch": full_steps,
             "train_s_per_step": round(per_step, 5) if per_step is not None else None,
-            "train_cpu_s_per_epoch": (round(_median(train_cpu[warmup:]) * (full_steps / steps_run if truncated else 1), 4)
-                                      if train_cpu else None),
+            "train_cpu_s_per_epoch": (round(_median(train_cpu[warmup:]) * epoch_per_run, 4) if train_cpu else None),
             "eval_s_runs": [round(x, 4) for x in eval_s],
             "eval_cpu_s": (round(_median(eval_cpu[warmup:] or eval_cpu), 4) if eval_cpu else None),
             "eval_s": round(_median(eval_s[warmup:] or eval_s), 4),

@@ -47,15 +47,7 @@ _HUGE_SCORE = 1e30
 
 def _select_kernel() -> Optional[ctypes.CDLL]:
     """The compiled selection (`graphrec/native/screen_topk.c`), or None (torch does it)."""
-    lib = native.load("screen_topk")
-    if lib is not None and not getattr(lib, "_graphrec_typed", False):  # int64 arguments need argtypes
-        fn = lib.graphrec_screen_select
-        fn.restype = ctypes.c_int
-        fn.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 3 + [ctypes.c_int64]
-                       + [ctypes.c_void_p] * 5 + [ctypes.c_int64] + [ctypes.c_void_p]
-                       + [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2 + [ctypes.c_int])
-        lib._graphrec_typed = True
-    return lib
+    return native.load("screen_topk")
 
 
 def bf16_matmul_is_fast(device: torch.device) -> bool:
@@ -95,8 +87,6 @@ class ScreenedTopK:
         self.items_bf16 = padded[self.col_item].to(torch.bfloat16)
         self.col_norm = torch.cat([norms, norms.new_zeros(1)])[self.col_item]
         self.block_norm = self.col_norm[:self.n_blocks]  # slot 0 of each block: its largest norm
-        self.col_norm_c = self.col_norm.float().contiguous()  # for the compiled selection
-        self.block_norm_c = self.block_norm.float().contiguous()
         self.max_norm = float(norms.max()) if norms.numel() else 0.0
         self.slot_offsets = torch.arange(self.block, device=items.device) * self.n_blocks
         self.last_fallback_rows = 0
@@ -111,18 +101,21 @@ class ScreenedTopK:
         if b == 0 or n_keep >= self.n_blocks:  # too few blocks for the screen to pay
             return self._exact(u, k, mask_rows, mask_cols)
         s = u.to(torch.bfloat16) @ self.items_bf16.T  # [B, block * n_blocks], screened columns
+        unorm = u.norm(dim=1)
+        in_range = unorm * self.max_norm < _HUGE_SCORE
         if u.device.type == "cpu" and self.items.device.type == "cpu" and _select_kernel() is not None:
-            return self._select_native(s, u, k, n_keep, mask_rows, mask_cols)
+            idx, certified = self._select_native(s, u, unorm, k, n_keep, mask_rows, mask_cols)
+            return self._fall_back(u, k, idx, torch.ones_like(idx, dtype=torch.bool), certified & in_range,
+                                   mask_rows, mask_cols)
         s[mask_rows, self.position[mask_cols]] = float("-inf")
         s[:, self.pad_cols] = float("-inf")
-        cu = BF16_SCORE_BOUND * u.norm(dim=1, keepdim=True)  # eps_ui = cu * |i|
+        cu = BF16_SCORE_BOUND * unorm[:, None]  # eps_ui = cu * |i|
         bmax = s.view(b, self.block, self.n_blocks).amax(dim=1).float()
         upper, bidx = (bmax + cu * self.block_norm).topk(n_keep + 1, dim=1)
         cols = (bidx[:, :n_keep, None] + self.slot_offsets).flatten(1)  # [B, n_keep * block]
         kept = s.gather(1, cols).float()
         eps = cu * self.col_norm[cols]
         low = (kept - eps).topk(k, dim=1).values[:, -1]  # L_u
-        in_range = cu[:, 0] * (self.max_norm / BF16_SCORE_BOUND) < _HUGE_SCORE
         certified = torch.isfinite(low) & (upper[:, n_keep] < low) & in_range
         cand = (kept + eps >= low[:, None]) & certified[:, None]
         r, c = cand.nonzero(as_tuple=True)
@@ -130,48 +123,41 @@ class ScreenedTopK:
         exact[r, c] = (u[r] * self.items[self.col_item[cols[r, c]]]).sum(dim=1)
         vals, pos = exact.topk(k, dim=1)
         idx = self.col_item[cols.gather(1, pos)].clamp(min=0)  # -inf entries may sit on padding
-        ok = torch.isfinite(vals)
-        bad = (~certified).nonzero(as_tuple=True)[0]
-        self.last_fallback_rows = int(bad.numel())
-        if bad.numel():
-            keep = torch.isin(mask_rows, bad)
-            remap = torch.full((b,), -1, dtype=torch.long, device=s.device)
-            remap[bad] = torch.arange(bad.numel(), device=s.device)
-            idx[bad], ok[bad] = self._exact(u[bad], k, remap[mask_rows[keep]], mask_cols[keep])
-        return idx, ok
+        return self._fall_back(u, k, idx, torch.isfinite(vals), certified, mask_rows, mask_cols)
 
-    def _select_native(self, s: torch.Tensor, u: torch.Tensor, k: int, n_keep: int, mask_rows: torch.Tensor,
-                       mask_cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Steps 2-4 of the module docstring in one compiled pass per row; same result."""
+    def _select_native(self, s: torch.Tensor, u: torch.Tensor, unorm: torch.Tensor, k: int, n_keep: int,
+                       mask_rows: torch.Tensor, mask_cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 2-4 of the module docstring in one compiled pass per row: (item indices [B, k],
+        certified [B]); uncertified rows' indices are left unset."""
         b = u.shape[0]
         if mask_rows.numel() > 1 and bool((mask_rows[1:] < mask_rows[:-1]).any()):
             order = torch.argsort(mask_rows, stable=True)
             mask_rows, mask_cols = mask_rows[order], mask_cols[order]
         mask_ptr = torch.zeros(b + 1, dtype=torch.long)
         torch.cumsum(torch.bincount(mask_rows, minlength=b), 0, out=mask_ptr[1:])
-        mask_col = self.position.index_select(0, mask_cols).contiguous()
-        unorm = u.norm(dim=1)
-        cu = (BF16_SCORE_BOUND * unorm).contiguous()
-        s = s.contiguous()
-        u = u.contiguous()
+        mask_col = self.position.index_select(0, mask_cols)
+        cu = BF16_SCORE_BOUND * unorm
+        s, u = s.contiguous(), u.contiguous()
         idx = torch.empty(b, k, dtype=torch.long)
         certified = torch.empty(b, dtype=torch.uint8)
-        pad_cols = self.pad_cols.contiguous()
         _select_kernel().graphrec_screen_select(
             s.data_ptr(), b, s.shape[1], self.n_blocks, self.block, mask_ptr.data_ptr(), mask_col.data_ptr(),
-            pad_cols.data_ptr(), pad_cols.numel(), cu.data_ptr(), self.block_norm_c.data_ptr(),
-            self.col_norm_c.data_ptr(), self.col_item.data_ptr(), u.data_ptr(), self.d, self.items.data_ptr(), k,
+            self.pad_cols.data_ptr(), self.pad_cols.numel(), cu.data_ptr(), self.block_norm.data_ptr(),
+            self.col_norm.data_ptr(), self.col_item.data_ptr(), u.data_ptr(), self.d, self.items.data_ptr(), k,
             n_keep, idx.data_ptr(), certified.data_ptr(), torch.get_num_threads())
-        ok = certified.bool() & (unorm * self.max_norm < _HUGE_SCORE)
-        bad = (~ok).nonzero(as_tuple=True)[0]
+        return idx, certified.bool()
+
+    def _fall_back(self, u: torch.Tensor, k: int, idx: torch.Tensor, ok: torch.Tensor, certified: torch.Tensor,
+                   mask_rows: torch.Tensor, mask_cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows the screen could not certify, ranked in full float32 into ``idx``/``ok``."""
+        bad = (~certified).nonzero(as_tuple=True)[0]
         self.last_fallback_rows = int(bad.numel())
-        flags = torch.ones(b, k, dtype=torch.bool)
         if bad.numel():
             keep = torch.isin(mask_rows, bad)
-            remap = torch.full((b,), -1, dtype=torch.long)
-            remap[bad] = torch.arange(bad.numel())
-            idx[bad], flags[bad] = self._exact(u[bad], k, remap[mask_rows[keep]], mask_cols[keep])
-        return idx, flags
+            remap = torch.full((u.shape[0],), -1, dtype=torch.long, device=u.device)
+            remap[bad] = torch.arange(bad.numel(), device=u.device)
+            idx[bad], ok[bad] = self._exact(u[bad], k, remap[mask_rows[keep]], mask_cols[keep])
+        return idx, ok
 
     def _exact(self, u: torch.Tensor, k: int, mask_rows: torch.Tensor, mask_cols: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,29 +24,27 @@ _NAME = "csr_spmm"
 
 
 def _load() -> Optional[ctypes.CDLL]:
-    lib = native.load(_NAME)
-    if lib is not None and not getattr(lib, "_graphrec_typed", False):  # int64 arguments need argtypes
-        fn = lib.graphrec_csr_spmm
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
-        tr = lib.graphrec_csr_transpose
-        tr.restype = ctypes.c_int
-        tr.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3
-        lib._graphrec_typed = True
-    return lib
+    return native.load(_NAME)
 
 
-def backend() -> str:
-    """``"graphrec-native"`` when the compiled product is in use, else ``"torch"`` (and why)."""
+def backend(device: Optional[torch.device] = None) -> str:
+    """The product used for CSR graphs on ``device`` (default CPU): ``"graphrec-native"``, or
+    ``"torch"`` (with the reason on CPU)."""
+    if device is not None and torch.device(device).type != "cpu":
+        return "torch"
     return "graphrec-native" if _load() is not None else f"torch ({native.why_not(_NAME)})"
+
+
+def _cpu_csr_f32(adj: torch.Tensor) -> bool:
+    """A CPU CSR tensor with int64 indices and float32 values: what the compiled code reads."""
+    return (adj.layout == torch.sparse_csr and adj.device.type == "cpu" and adj.dtype == torch.float32
+            and adj.crow_indices().dtype == torch.int64 and adj.col_indices().dtype == torch.int64)
 
 
 def applicable(adj: torch.Tensor, x: torch.Tensor) -> bool:
     """Whether `csr_spmm` takes this pair (CPU, CSR int64 / float32, dense 2-D float32)."""
-    return (adj.layout == torch.sparse_csr and adj.device.type == "cpu" and x.device.type == "cpu"
-            and adj.dtype == torch.float32 and x.dtype == torch.float32 and x.dim() == 2
-            and not x.is_sparse and adj.crow_indices().dtype == torch.int64
-            and adj.col_indices().dtype == torch.int64 and adj.shape[1] == x.shape[0])
+    return (_cpu_csr_f32(adj) and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2
+            and not x.is_sparse and adj.shape[1] == x.shape[0])
 
 
 def csr_spmm(adj: torch.Tensor, x: torch.Tensor, add: Optional[torch.Tensor] = None,
@@ -88,8 +86,7 @@ def csr_transpose(adj: torch.Tensor) -> Optional[torch.Tensor]:
     """``adj^T`` as CSR by one counting pass (each new row keeps its entries in old-row order, as a
     stable sort by column gives), or None when the compiled code is unavailable or does not apply
     (CPU CSR with int64 indices and float32 values only)."""
-    if not (adj.layout == torch.sparse_csr and adj.device.type == "cpu" and adj.dtype == torch.float32
-            and adj.crow_indices().dtype == torch.int64 and adj.col_indices().dtype == torch.int64):
+    if not _cpu_csr_f32(adj):
         return None
     lib = _load()
     if lib is None:

@@ -135,7 +135,7 @@ class SparseGraph:
         """A table of ``n_rows`` x ``like.shape[1]`` (``like``'s dtype and device) kept with the graph
         and handed out again on the next call with the same shape: for full-size intermediates that
         are dead before the next product over this graph starts (the batch readout's). Allocating
-        them afresh every step made glibc map fresh pages for each: ~3,600 page faults and ~10 ms of
+        them afresh every step made glibc map fresh pages for each: 3,600-7,500 page faults and 10-17 ms of
         kernel time per Clothing LightGCN step on the 2-core VM."""
         key = (int(n_rows), int(like.shape[1]), like.dtype, like.device)
         buf = self._scratch.get(key)
@@ -197,8 +197,8 @@ class _CSRMatmul(torch.autograd.Function):
 
 def _mm(adj: torch.Tensor, x: torch.Tensor, add: Optional[torch.Tensor] = None,
         out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``adj @ x`` (``+ add`` when given; one pass in the compiled loop), into ``out`` when given (a scratch
-    table reused across steps; it must not share memory with ``x``); no autograd.
+    """``adj @ x`` (``+ add`` when given; one pass in the compiled loop), into ``out`` when given
+    (a scratch table reused across steps; it must not share memory with ``x``); no autograd.
 
     CPU CSR float32 products go through the compiled loop of `graphrec.graphs.native_spmm` when it
     is available (about 2x torch's at Clothing scale). Otherwise, for CPU CSR, ``addmm`` into an

@@ -30,6 +30,19 @@ from typing import Dict, Optional
 from graphrec.utils import log
 
 SOURCES = Path(__file__).parent
+_P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+#: argument types of every exported function (all return int): without them ctypes would pass
+#: Python ints as 32-bit C ints to the int64 parameters
+SIGNATURES: Dict[str, Dict[str, list]] = {
+    "csr_spmm": {
+        "graphrec_csr_spmm": [_P] * 6 + [_I64, _I64, _INT],
+        "graphrec_csr_transpose": [_P] * 3 + [_I64, _I64] + [_P] * 3,
+    },
+    "screen_topk": {
+        "graphrec_screen_select": ([_P] + [_I64] * 4 + [_P] * 3 + [_I64] + [_P] * 5 + [_I64] + [_P]
+                                   + [_I64] * 2 + [_P] * 2 + [_INT]),
+    },
+}
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
 ENV_SWITCH = "GRAPHREC_NATIVE"
 
@@ -102,6 +115,9 @@ def load(name: str, source: Optional[Path] = None) -> Optional[ctypes.CDLL]:
             if cc is None:
                 raise RuntimeError("no C compiler ($CC, cc, gcc) on PATH")
             lib = ctypes.CDLL(str(_build(source or SOURCES / f"{name}.c", cc)))
+            for fn_name, argtypes in SIGNATURES.get(name, {}).items():
+                fn = getattr(lib, fn_name)
+                fn.restype, fn.argtypes = ctypes.c_int, argtypes
             _why_not[name] = ""
         except Exception as exc:  # any failure keeps the torch code; say so once
             _why_not[name] = str(exc)

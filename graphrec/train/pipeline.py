@@ -123,7 +123,7 @@ def _environment(device: torch.device) -> dict:
     return {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(),
             "device": str(device), "device_name": device_name(device),
-            "sparse_product": native_spmm.backend() if device.type == "cpu" else "torch"}
+            "sparse_product": native_spmm.backend(device)}
 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
