@@ -53,9 +53,11 @@ def test_truncated_epochs_give_seconds_per_step():
     assert r["train_s_per_step"] == pytest.approx(r["train_s_epochs"][1] / 3, rel=1e-3, abs=1e-4)
     assert r["train_s_per_epoch_projected"] is True
     assert r["train_s_per_epoch"] == pytest.approx(r["train_s_per_step"] * r["full_steps_per_epoch"], rel=1e-3, abs=1e-3)
-    # CPU seconds are projected the same way: on one thread they stay near the wall seconds
-    # (unprojected they would be 3 / full_steps of them)
-    assert r["train_cpu_s_per_epoch"] == pytest.approx(r["train_s_per_epoch"], rel=0.5)
+    # CPU seconds are projected the same way: on one thread they stay below the wall seconds, by
+    # how much depends on other load on the machine (0.4 of them seen on a busy 2-core VM); unprojected
+    # they would be 3 / full_steps (under 0.05) of them
+    assert 3 / r["full_steps_per_epoch"] < 0.1
+    assert r["train_cpu_s_per_epoch"] == pytest.approx(r["train_s_per_epoch"], rel=0.9)
 
 
 def test_unknown_model_is_reported_not_run():

@@ -10,7 +10,7 @@ from networkx.algorithms import bipartite as nxb
 
 import graphrec.graphs as G
 from graphrec.data.features import ItemFeatures
-from graphrec.data.interactions import IdMap, Interactions
+from graphrec.data.interactions import Interactions
 from graph_fixtures import random_interactions
 
 

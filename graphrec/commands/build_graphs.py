@@ -3,7 +3,6 @@ per graph its size, degrees, build time and peak memory, and fill the graph cach
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from typing import Optional
