@@ -33,3 +33,13 @@ def synthetic_small():
 
     return generate(300, 120, 6000, n_clusters=6, dims={"image": 32, "text": 16}, seed=3)
 
+
+
+def run_on_kernel_and_torch(request, monkeypatch, module, attr: str) -> str:
+    """Body of a fixture parametrised ``["native", "torch"]``: "torch" replaces ``module.attr`` (the
+    compiled kernel's loader) by one that finds none, "native" skips where no kernel was built."""
+    if request.param == "torch":
+        monkeypatch.setattr(module, attr, lambda: None)
+    elif getattr(module, attr)() is None:
+        pytest.skip(f"no compiled {module.__name__}.{attr} here")
+    return request.param

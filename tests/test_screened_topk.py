@@ -3,17 +3,14 @@ rests on, forced fall-backs, and the evaluator's metrics with the screen on and 
 runs twice: with the compiled selection (`graphrec/native/screen_topk.c`) and with the torch one."""
 import pytest
 import torch
+from conftest import run_on_kernel_and_torch
 
 import graphrec.eval.screened_topk as screened_topk
 
 
 @pytest.fixture(params=["native", "torch"], autouse=True)
 def selection(request, monkeypatch):
-    if request.param == "torch":
-        monkeypatch.setattr(screened_topk, "_select_kernel", lambda: None)
-    elif screened_topk._select_kernel() is None:
-        pytest.skip("no compiled selection here")
-    return request.param
+    return run_on_kernel_and_torch(request, monkeypatch, screened_topk, "_select_kernel")
 
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.eval.ranking import RankingEvaluator

@@ -86,7 +86,7 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     from graphrec.bench.environment import environment
     from graphrec.bench.worker import bench_overrides
     from graphrec.train.pipeline import evaluators, prepare
-    from graphrec.train.samplers import BPRSampler
+    from graphrec.train.samplers import sampler_for
     from graphrec.train.trainer import make_optimizer
 
     with tempfile.TemporaryDirectory(prefix="graphrec-prof-") as tmp:
@@ -98,8 +98,7 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     m = p.model
     if m.batch_kind != "bpr":
         raise ValueError(f"profile: model {model!r} is not trained by SGD")
-    sampler = BPRSampler(p.split.train, batch_size=int(t["batch_size"]), num_neg=int(t["num_neg"]),
-                         mode=t["neg_sampling"], alpha=float(t["neg_alpha"]), device=p.device)
+    sampler = sampler_for(p.model, p.split.train, t, p.device)
     opt = make_optimizer(t["optimizer"], [q for q in m.main_parameters() if q.requires_grad], t["lr"],
                          t["weight_decay"])
     aux = m.auxiliary_parameters()
@@ -161,8 +160,8 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     lines.append(f"| train: loop overhead | {rest:.3f} | {100 * rest / epoch_s:.1f}% of epoch |")
     for name, s in ev.seconds.items():
         lines.append(f"| {name.replace('_', ' ', 1)} | {s:.3f} | {100 * s / eval_s:.1f}% of evaluation |")
-    lines += ["", f"Top operators of one profiled epoch (torch.profiler, by self time; the profiler adds "
-                  f"overhead, so use the region table for shares):", "", "```", ops.rstrip(), "```", ""]
+    lines += ["", "Top operators of one profiled epoch (torch.profiler, by self time; the profiler adds "
+                  "overhead, so use the region table for shares):", "", "```", ops.rstrip(), "```", ""]
     return "\n".join(lines)
 
 

@@ -73,7 +73,7 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
     from graphrec.bench.environment import environment
     from graphrec.bench.memory import PhaseProbe, current_rss_mb
     from graphrec.train.pipeline import evaluators, prepare
-    from graphrec.train.samplers import BPRSampler
+    from graphrec.train.samplers import sampler_for
     from graphrec.train.trainer import Trainer
     from graphrec.utils import resolve_device
 
@@ -97,8 +97,7 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
         eval_cpu: list[float] = []
         steps_run = full_steps = None
         if p.model.batch_kind == "bpr" and any(q.requires_grad for q in p.model.parameters()):
-            sampler = BPRSampler(p.split.train, batch_size=int(t["batch_size"]), num_neg=int(t["num_neg"]),
-                                 mode=t["neg_sampling"], alpha=float(t["neg_alpha"]), device=p.device)
+            sampler = sampler_for(p.model, p.split.train, t, p.device)
             trainer = Trainer(p.model, sampler, valid, t, tmp, p.device, int(cfg["seed"]), probe)
             full_steps = len(sampler)
             for e in range(epochs):

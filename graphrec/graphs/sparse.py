@@ -131,17 +131,19 @@ class SparseGraph:
             self._t = csr_from_coo(ei[1], ei[0], self.adj.values(), (self.shape[1], self.shape[0]))
         return self._t
 
-    def scratch_table(self, n_rows: int, like: torch.Tensor) -> torch.Tensor:
+    def scratch_table(self, n_rows: int, like: torch.Tensor, slot: int = 0) -> torch.Tensor:
         """A table of ``n_rows`` x ``like.shape[1]`` (``like``'s dtype and device) kept with the graph
-        and handed out again on the next call with the same shape: for full-size intermediates that
-        are dead before the next product over this graph starts (the batch readout's). Allocating
-        them afresh every step made glibc map fresh pages for each: 3,600-7,500 page faults and 10-17 ms of
-        kernel time per Clothing LightGCN step on the 2-core VM."""
-        key = (int(n_rows), int(like.shape[1]), like.dtype, like.device)
-        buf = self._scratch.get(key)
+        and handed out again on the next call with the same shape and ``slot``: for full-size
+        intermediates that are dead before the next product over this graph starts (the batch
+        readout's; the per-layer tables of `graphrec.nn.layerwise_rows`, one slot per layer).
+        Allocating them afresh every step made glibc map fresh pages for each: 3,600-7,500 page
+        faults and 10-17 ms of kernel time per Clothing LightGCN step on the 2-core VM."""
+        shape = (int(n_rows), int(like.shape[1]), like.dtype, like.device)
+        buf = self._scratch.get((int(slot),) + shape)
         if buf is None:
-            self._scratch.clear()  # one live table per graph
-            buf = self._scratch[key] = torch.empty(key[:2], dtype=like.dtype, device=like.device)
+            # tables of another shape are dropped: only the current shape's slots stay alive
+            self._scratch = {k: v for k, v in self._scratch.items() if k[1:] == shape}
+            buf = self._scratch[(int(slot),) + shape] = torch.empty(shape[:2], dtype=like.dtype, device=like.device)
         return buf
 
     # -- other views ---------------------------------------------------------------------------

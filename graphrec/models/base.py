@@ -98,6 +98,15 @@ class Recommender(nn.Module, abc.ABC):
         read rows through :func:`rows_of`."""
         return self.propagate()
 
+    def negatives_per_pair(self, configured: int) -> int:
+        """How many negatives the sampler draws per (user, positive) pair, given ``train.num_neg``.
+        The models here score one negative per pair (``batch['neg']`` of shape [B]); a model that
+        takes several (``[B, n]``) overrides this."""
+        if int(configured) != 1:
+            raise ValueError(f"model {self.name!r} scores one negative per (user, positive) pair; "
+                             f"train.num_neg={configured} is not supported (set it to 1)")
+        return 1
+
     # -- optional hooks ------------------------------------------------------------------------
     def pre_epoch(self, epoch: int, generator: torch.Generator) -> None:
         """Called before each training epoch (e.g. FREEDOM's per-epoch edge pruning)."""

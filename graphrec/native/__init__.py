@@ -11,8 +11,9 @@ through ctypes. They are accelerators, never requirements:
   after logging one line, and callers use their torch code; a build without ``-march=native`` is
   not attempted (the plain-SSE2 product was slower than torch's).
 
-Users: `graphrec.graphs.native_spmm` (CSR products, CSR transpose) and
-`graphrec.eval.screened_topk` (the screen's post-GEMM selection).
+Users: `graphrec.graphs.native_spmm` (CSR products, CSR transpose),
+`graphrec.eval.screened_topk` (the screen's post-GEMM selection) and
+`graphrec.nn.candidate_argmax` (MixGCF's hardest-candidate choice).
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ SIGNATURES: Dict[str, Dict[str, list]] = {
     "csr_spmm": {
         "graphrec_csr_spmm": [_P] * 6 + [_I64, _I64, _INT],
         "graphrec_csr_transpose": [_P] * 3 + [_I64, _I64] + [_P] * 3,
+    },
+    "candidate_argmax": {
+        "graphrec_candidate_argmax": [_P, _I64, _P, _I64, _I64, _P, _I64, _P, _INT],
     },
     "screen_topk": {
         "graphrec_screen_select": ([_P] + [_I64] * 4 + [_P] * 3 + [_I64] + [_P] * 5 + [_I64] + [_P]

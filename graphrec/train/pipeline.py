@@ -22,9 +22,9 @@ from graphrec.eval.ranking import RankingEvaluator
 from graphrec.graphs import native_spmm
 from graphrec.models import ModelContext, Recommender, get_model
 from graphrec.train import checkpoint
-from graphrec.train.samplers import BPRSampler
+from graphrec.train.samplers import sampler_for
 from graphrec.train.trainer import Trainer
-from graphrec.utils import atomic_write_json, log, resolve_device, seed_everything
+from graphrec.utils import atomic_write_json, resolve_device, seed_everything
 
 
 @dataclass
@@ -162,8 +162,7 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
     sampler = None
     if p.model.batch_kind == "bpr":
         t = cfg["train"]
-        sampler = BPRSampler(p.split.train, batch_size=int(t["batch_size"]), num_neg=int(t["num_neg"]),
-                             mode=t["neg_sampling"], alpha=float(t["neg_alpha"]), device=p.device)
+        sampler = sampler_for(p.model, p.split.train, t, p.device)
     trainer = Trainer(p.model, sampler, valid_eval, cfg["train"], run_dir, p.device, int(cfg["seed"]), p.probe)
     if resume:
         trainer.resume()

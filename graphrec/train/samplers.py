@@ -1,7 +1,7 @@
 """Vectorised (user, pos, neg) batch sampling for BPR-style training."""
 from __future__ import annotations
 
-from typing import Dict, Iterator
+from typing import Any, Dict, Iterator
 
 import torch
 
@@ -80,10 +80,21 @@ class BPRSampler:
         return neg.view(-1, self.num_neg) if self.num_neg > 1 else neg
 
     def epoch(self, generator: torch.Generator) -> Iterator[Dict[str, torch.Tensor]]:
-        """Batches of one epoch; the negatives of the whole epoch are drawn in one vectorised pass."""
+        """Batches of one epoch. One negative per pair: the whole epoch's are drawn in one vectorised
+        pass. Several (MixGCF's 64 candidates): each batch's are drawn with the batch, so memory
+        holds batch x num_neg ids, not pairs x num_neg (17.8M at Clothing)."""
         perm = torch.randperm(self.user.numel(), generator=generator, device=self.device)
         users, pos = self.user[perm], self.pos[perm]
-        neg = self.negatives(users, generator)
+        neg = self.negatives(users, generator) if self.num_neg == 1 else None
         for s in range(0, perm.numel(), self.batch_size):
             e = s + self.batch_size
-            yield {"user": users[s:e], "pos": pos[s:e], "neg": neg[s:e]}
+            yield {"user": users[s:e], "pos": pos[s:e],
+                   "neg": neg[s:e] if neg is not None else self.negatives(users[s:e], generator)}
+
+
+def sampler_for(model: Any, train: Interactions, cfg: Dict[str, Any], device: torch.device | str) -> BPRSampler:
+    """The training sampler of ``model`` from the ``train`` config section; the model decides how
+    many negatives a pair gets (`Recommender.negatives_per_pair`, from ``train.num_neg``)."""
+    return BPRSampler(train, batch_size=int(cfg["batch_size"]),
+                      num_neg=model.negatives_per_pair(int(cfg["num_neg"])),
+                      mode=cfg["neg_sampling"], alpha=float(cfg["neg_alpha"]), device=device)
