@@ -25,6 +25,14 @@ def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, log_base: float = math.e) -> 
     return loss
 
 
+def multi_negative_bpr(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    r"""BPR over K negatives per pair (MixGCF's ``create_bpr_loss``):
+    :math:`\frac1B\sum_b \log(1 + \sum_k \exp(\hat y_{b,k}^- - \hat y_b^+))`, computed as
+    ``softplus(logsumexp_k(neg - pos))`` (no overflow); with K = 1 it is :func:`bpr_loss`.
+    ``pos`` [B], ``neg`` [B, K]."""
+    return F.softplus(torch.logsumexp(neg - pos.unsqueeze(1), dim=1)).mean()
+
+
 def l2_reg(*embeddings: torch.Tensor) -> torch.Tensor:
     r"""MMRec/RecBole ``EmbLoss``: :math:`\frac{1}{B}\sum_k \|E_k\|_F` (Frobenius norms, not squared),
     B = rows of the last tensor. Kept unsquared for parity with MMRec's reported numbers."""

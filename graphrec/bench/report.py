@@ -1,7 +1,7 @@
 """Assemble ``benchmarks/BENCHMARKS.md`` from the result files in ``benchmarks/results``.
 
 Read: ``bench_*.json`` (`graphrec bench --json`), ``compare_mmrec*.json``
-(`benchmarks/compare_mmrec.py`), ``bench_profile*.md`` (`graphrec bench --profile`),
+(`benchmarks/compare_mmrec.py`), ``compare_mixgcf*.md`` (`benchmarks/compare_mixgcf.py`), ``bench_profile*.md`` (`graphrec bench --profile`),
 ``bench_changes*.md`` (hot-path changes with before/after figures), and every other engineer's
 ``graphs_*``, ``encode_*``, ``accuracy_*`` files: their markdown is included, the rest linked.
 """
@@ -18,8 +18,8 @@ from graphrec.bench import tables
 from graphrec.bench.runner import read_records
 from graphrec.utils import atomic_write_bytes
 
-OTHER_PREFIXES = (("graphs_", "Graph construction"), ("encode_", "Feature encoding"),
-                  ("accuracy_", "Accuracy"))
+OTHER_PREFIXES = (("compare_mixgcf", "graphrec's mixgcf beside the official MixGCF code"),
+                  ("graphs_", "Graph construction"), ("encode_", "Feature encoding"), ("accuracy_", "Accuracy"))
 
 
 def _rel(path: str, start: str) -> str:

@@ -12,6 +12,7 @@ _MODULES = {
     "pop": "graphrec.models.pop",
     "mf": "graphrec.models.mf",
     "lightgcn": "graphrec.models.lightgcn",
+    "mixgcf": "graphrec.models.mixgcf",
     "vbpr": "graphrec.models.vbpr",
     "freedom": "graphrec.models.freedom",
     "sand": "graphrec.models.sand",
