@@ -82,7 +82,7 @@ class BPRSampler:
     def epoch(self, generator: torch.Generator) -> Iterator[Dict[str, torch.Tensor]]:
         """Batches of one epoch. One negative per pair: the whole epoch's are drawn in one vectorised
         pass. Several (MixGCF's 64 candidates): each batch's are drawn with the batch, so memory
-        holds batch x num_neg ids, not pairs x num_neg (17.8M at Clothing)."""
+        holds batch x num_neg ids, not pairs x num_neg (12.8M at Clothing)."""
         perm = torch.randperm(self.user.numel(), generator=generator, device=self.device)
         users, pos = self.user[perm], self.pos[perm]
         neg = self.negatives(users, generator) if self.num_neg == 1 else None
