@@ -174,7 +174,7 @@ class Trainer:
             if max_steps and n_batches >= max_steps:
                 break  # a truncated epoch (benchmarks, smoke runs): the first batches of this shuffle
             if n_batches % 20 == 0 and bar.disable is False:
-                post = {"loss": f"{float(loss):.4f}"}
+                post = {"loss": f"{float(loss.detach()):.4f}"}
                 if self.device.type == "cuda":
                     post["gpu_mb"] = f"{torch.cuda.max_memory_allocated(self.device) / 2**20:.0f}"
                 bar.set_postfix(post)
