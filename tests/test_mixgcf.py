@@ -54,7 +54,7 @@ def test_candidate_argmax_is_identical_for_every_thread_count(path):
         outs = []
         for t in (1, 2, 3):
             torch.set_num_threads(t)
-            outs.append(ca.candidate_argmax(table, ids, q))
+            outs.append(ca.CandidateArgmax()(table, ids, q))
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(o, outs[0]) for o in outs[1:])

@@ -18,6 +18,7 @@ from graphrec.models.base import ModelContext, Reps
 from graphrec.models.lightgcn import LightGCN
 from graphrec.nn.candidate_argmax import CandidateArgmax
 from graphrec.nn.layerwise_rows import layerwise_rows
+from graphrec.nn.propagation import readout_weight
 
 
 @register_model("mixgcf")
@@ -77,9 +78,6 @@ class MixGCF(LightGCN):
                              f"pair itself; leave train.num_neg at 1 (it is {configured})")
         return want
 
-    def _pool_scale(self) -> float:
-        return 1.0 / (self.prop.num_layers + 1) if self.prop.readout == "mean" else 1.0
-
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         r"""Per layer l, the rows of :math:`\hat A^l E^{(0)}` that the loss reads: the batch's users,
         positives and, per synthetic negative, the hardest candidate for that layer (hop mixing,
@@ -92,7 +90,7 @@ class MixGCF(LightGCN):
 
         def pick(tables):
             # the arg max does not depend on alpha (class docstring): choose before mixing
-            e_u = sum(t.index_select(0, users) for t in tables) * self._pool_scale()
+            e_u = sum(t.index_select(0, users) for t in tables) * readout_weight(len(tables) - 1, self.prop.readout)
             for t in tables:
                 chosen.append(self.hardest(t, cand, e_u))
             return [torch.cat([fixed, c.flatten()]) for c in chosen]
@@ -110,18 +108,16 @@ class MixGCF(LightGCN):
         """(pooled user [B, d], pooled positive [B, d], pooled synthetic negatives [B, K, d],
         layer-0 rows (user, positive, negatives [B, K, d]), chosen candidate per layer [B, K, L+1])."""
         b, k = batch["user"].numel(), self.n_negatives
-        u_sum = p_sum = n_sum = None
+        users, pos, mixes = [], [], []
         for l in range(self.prop.num_layers + 1):
             u_l, p_l, n_l = torch.split(reps[f"rows{l}"], [b, b, b * k])
             a = alpha[:, :, l].unsqueeze(-1)
-            mix_l = a * p_l.unsqueeze(1) + (1 - a) * n_l.view(b, k, -1)  # positive mixing
-            if l == 0:
-                layer0 = (u_l, p_l, mix_l)
-            u_sum = u_l if u_sum is None else u_sum + u_l
-            p_sum = p_l if p_sum is None else p_sum + p_l
-            n_sum = mix_l if n_sum is None else n_sum + mix_l
-        c = self._pool_scale()
-        return u_sum * c, p_sum * c, n_sum * c, layer0, reps["chosen"]
+            users.append(u_l)
+            pos.append(p_l)
+            mixes.append(a * p_l.unsqueeze(1) + (1 - a) * n_l.view(b, k, -1))  # positive mixing
+        c = readout_weight(self.prop.num_layers, self.prop.readout)
+        return (sum(users) * c, sum(pos) * c, sum(mixes) * c, (users[0], pos[0], mixes[0]),
+                reps["chosen"])
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         alpha = self.mixing_weights(batch["user"].numel(), batch["user"].device)

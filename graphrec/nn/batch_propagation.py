@@ -25,6 +25,7 @@ import torch
 
 from graphrec.graphs import native_spmm
 from graphrec.graphs.sparse import SparseGraph, _mm
+from graphrec.nn.propagation import readout_weight
 
 
 def row_positions(crow: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,6 +182,6 @@ def batch_readout(graph: SparseGraph, x: torch.Tensor, rows: torch.Tensor, num_l
     if num_layers == 0:
         out = x[rows]
         return (out, out) if with_inputs else out
-    scale = 1.0 / (num_layers + 1) if readout == "mean" else 1.0
+    scale = readout_weight(num_layers, readout)
     out, x_rows = _BatchReadout.apply(x, graph, rows, int(num_layers), scale)
     return (out, x_rows) if with_inputs else out

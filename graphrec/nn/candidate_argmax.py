@@ -68,7 +68,3 @@ class CandidateArgmax:
             scores = torch.bmm(rows.view(n_q, n_g * m, d), q.to(table.dtype).unsqueeze(-1)).view(n_q, n_g, m)
             return ids.gather(2, scores.argmax(2, keepdim=True)).squeeze(2)
 
-
-def candidate_argmax(table: torch.Tensor, ids: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Ids [Q, G] of the best candidates (module docstring); a one-off `CandidateArgmax` call."""
-    return CandidateArgmax()(table, ids, q)

@@ -41,19 +41,16 @@ class _LayerwiseRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
-        graph, ids = ctx.graph, ctx.ids
+        # autograd hands zeros (never None) for rows the loss did not read
+        graph, ids, n = ctx.graph, ctx.ids, ctx.shape[0]
         adj_t = graph.transpose_csr()
         last = len(grads) - 1
-        acc = None
-        for layer in range(last, -1, -1):
-            if acc is None:
-                acc = grads[0].new_zeros(ctx.shape) if layer == 0 else graph.scratch_table(
-                    ctx.shape[0], grads[0], slot=1 + layer % 2).zero_()
-            else:  # the final product makes a fresh table: it becomes the parameter's gradient
-                acc = _mm(adj_t, acc, out=None if layer == 0 else graph.scratch_table(
-                    ctx.shape[0], acc, slot=1 + layer % 2))
-            if grads[layer] is not None:
-                acc.index_add_(0, ids[layer], grads[layer])
+        acc = graph.scratch_table(n, grads[last], slot=1 + last % 2).zero_() if last else grads[0].new_zeros(ctx.shape)
+        acc.index_add_(0, ids[last], grads[last])
+        for layer in range(last - 1, -1, -1):
+            # two scratch slots in turn; the final product is a fresh table, the parameter's gradient
+            acc = _mm(adj_t, acc, out=graph.scratch_table(n, acc, slot=1 + layer % 2) if layer else None)
+            acc.index_add_(0, ids[layer], grads[layer])
         return acc, None, None, None
 
 

@@ -9,6 +9,11 @@ from torch import nn
 from graphrec.graphs.sparse import spmm
 
 
+def readout_weight(num_layers: int, readout: str) -> float:
+    """The weight of each layer in the pooled embedding: :math:`1/(K+1)` for "mean", 1 for "sum"."""
+    return 1.0 / (num_layers + 1) if readout == "mean" else 1.0
+
+
 class LightGCNPropagation(nn.Module):
     r"""LightGCN propagation (He et al. 2020, Eq. 3-4; SAND Eq. 3-4):
 
