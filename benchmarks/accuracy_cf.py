@@ -13,7 +13,7 @@ import os
 import statistics
 import tempfile
 
-from graphrec.train import run
+from graphrec.experiment import run
 
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 

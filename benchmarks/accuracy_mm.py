@@ -65,7 +65,7 @@ def model_overrides(ds: dict, model: str) -> dict:
 
 def run_one(dataset: str, model: str, seed: int, runs: str, extra: dict, tag: str, epochs: int | None,
             finished_only: bool = False) -> dict | None:
-    from graphrec.train import run
+    from graphrec.experiment import run
     ds = DATASETS[dataset]
     out = os.path.join(runs, f"{dataset}{'_' + tag if tag else ''}", model, f"seed{seed}")
     res_path = os.path.join(out, "result.json")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from graphrec.bench.environment import cpu_name
+from graphrec.environment import cpu_name
 
 N_ITEMS = 23_033
 

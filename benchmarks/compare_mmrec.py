@@ -317,7 +317,7 @@ def export_dataset(dataset: str, scale: Optional[float], out_root: str,
     from graphrec import config as config_mod
     from graphrec.data.export import export_mmrec
     from graphrec.datasets import load
-    from graphrec.train.pipeline import split_for
+    from graphrec.experiment import split_for
 
     ds = load(dataset, **({"scale": scale} if scale is not None else {}))
     split = split_for(ds, config_mod.load_config("lightgcn", dataset))

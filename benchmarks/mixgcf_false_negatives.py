@@ -15,7 +15,7 @@ import argparse
 import torch
 import yaml
 
-from graphrec.train.pipeline import load_run
+from graphrec.experiment import load_run
 from graphrec.train.samplers import sampler_for
 
 

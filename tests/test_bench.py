@@ -9,7 +9,7 @@ import torch
 
 from graphrec.bench import reference as ref
 from graphrec.bench import tables
-from graphrec.bench.memory import PhaseProbe, reset_peak_rss
+from graphrec.train.probe import PhaseProbe, reset_peak_rss
 from graphrec.bench.runner import REQUIRED_KEYS, available_models, read_records, run_bench, to_csv, write_json
 
 

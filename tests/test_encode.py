@@ -26,7 +26,7 @@ from graphrec.data.encode import (attach_encoded, encode_dataset, encode_images,
 from graphrec.data.encode.image import load_image_array, normalize_batch  # noqa: E402
 from graphrec.data.features import ItemFeatures  # noqa: E402
 from graphrec.data.interactions import IdMap, Interactions  # noqa: E402
-from graphrec.datasets.base import Dataset  # noqa: E402
+from graphrec.data.dataset import Dataset  # noqa: E402
 from graphrec.utils import log  # noqa: E402
 
 pytestmark = pytest.mark.encode

@@ -12,7 +12,7 @@ from graphrec import losses
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.graphs import bipartite_adjacency
 from graphrec.models import ModelContext, get_model
-from graphrec.train import run
+from graphrec.experiment import run
 from graphrec.train.samplers import sampler_for
 
 
@@ -137,7 +137,7 @@ def test_mixgcf_loss_and_gradient_equal_the_reference_algorithm(path, readout):
     with torch.no_grad():
         u, _, n, _, chosen = model.synthesise(batch, model.train_forward(batch), alpha)
         reps = model.propagate()
-        uniform = float((reps["user"][batch["user"]][:, None] * reps["item"][batch["neg"]]).sum(-1).mean())
+        uniform = float((reps.user[batch["user"]][:, None] * reps.item[batch["neg"]]).sum(-1).mean())
         hard = float((u[:, None] * n).sum(-1).mean())
     assert chosen.shape == (16, 2, 3) and bool(((chosen >= 0) & (chosen < train.n_items)).all()), chosen
     assert hard > uniform, (hard, uniform)

@@ -4,7 +4,8 @@ import torch
 
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.graphs import bipartite_adjacency
-from graphrec.models import ModelContext, get_model
+from graphrec.errors import ConfigError
+from graphrec.models import ModelContext, get_model, list_models
 from graphrec.nn.propagation import LightGCNPropagation
 
 
@@ -30,8 +31,8 @@ def test_lightgcn_matches_pyg_reference():
     ei = torch.stack([torch.cat([u, i + U]), torch.cat([i + U, u])])
     expect = ref.get_embedding(ei)
     reps = ours.propagate()
-    assert torch.allclose(torch.cat([reps["user"], reps["item"]]), expect, atol=1e-6)
-    assert torch.isfinite(reps["user"]).all()
+    assert torch.allclose(torch.cat([reps.user, reps.item]), expect, atol=1e-6)
+    assert torch.isfinite(reps.user).all()
 
 
 def test_propagation_readouts_equal_dense_formula():
@@ -67,5 +68,18 @@ def test_propagation_gradient_equals_dense_autograd():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(KeyError, match="lightgcn"):
+    with pytest.raises(ConfigError, match="lightgcn"):
         get_model("lightgnc")
+
+
+def test_models_register_themselves_without_a_central_list():
+    # every module of graphrec.models that defines a model is found by discovery
+    import pkgutil
+
+    import graphrec.models as pkg
+    names = list_models()
+    for cls_name in ("lightgcn", "mf", "freedom", "mixgcf", "sand-a", "vbpr+sand", "pop"):
+        assert cls_name in names
+    modules = {i.name for i in pkgutil.iter_modules(pkg.__path__)} - {"base"}
+    found = {get_model(n).__module__.rsplit(".", 1)[1] for n in names}
+    assert {m for m in modules if not m.startswith("_")} <= found

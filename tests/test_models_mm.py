@@ -47,7 +47,7 @@ def test_contract_scores_are_dot_products_and_loss_is_finite(name):
         users = torch.tensor([0, 3, 7])
         s = model.score(users, reps)
     assert s.shape == (3, train.n_items)
-    torch.testing.assert_close(s, reps["user"][users] @ reps["item"].T)
+    torch.testing.assert_close(s, reps.user[users] @ reps.item.T)
     model.train()
     model.pre_epoch(0, torch.Generator().manual_seed(0))
     terms = model.loss(batch_of(train), model.propagate())
@@ -67,8 +67,8 @@ def test_freedom_forward_equals_dense_oracle_and_pruning_is_train_only():
     model.eval()
     with torch.no_grad():
         reps = model.propagate()
-    torch.testing.assert_close(reps["user"], mean[:train.n_users])
-    torch.testing.assert_close(reps["item"], mean[train.n_users:] + s @ model.item_emb.detach())
+    torch.testing.assert_close(reps.user, mean[:train.n_users])
+    torch.testing.assert_close(reps.item, mean[train.n_users:] + s @ model.item_emb.detach())
     # kNN mix: rows sum to 1 (0.1 image + 0.9 text, 1/k each)
     torch.testing.assert_close(s.sum(1), torch.ones(train.n_items))
     model.train()
@@ -77,7 +77,7 @@ def test_freedom_forward_equals_dense_oracle_and_pruning_is_train_only():
         pruned = model.propagate()
     kept = model.train_graph.adj._nnz()
     assert kept < graphs["ui"].adj._nnz()
-    assert not torch.allclose(pruned["user"], reps["user"])
+    assert not torch.allclose(pruned.user, reps.user)
     model.pre_epoch(1, torch.Generator().manual_seed(1))
     assert model.train_graph is not None
 
@@ -97,7 +97,7 @@ def test_freedom_feature_tables_follow_reg_weight_and_train_features():
     assert m2.feat_text.grad is not None and m2.feat_text.grad.abs().sum() > 0
     # modality BPR = λ Σ_m BPR(u · W_m x_pos, u · W_m x_neg) with the final user embedding
     reps = m1.propagate()
-    u = reps["user"][b["user"]]
+    u = reps.user[b["user"]]
     want = sum(losses.bpr_loss((u * m1.proj[m](feats[m][b["pos"]])).sum(-1), (u * m1.proj[m](feats[m][b["neg"]])).sum(-1))
                for m in ("image", "text"))
     torch.testing.assert_close(m1.loss(b, reps)["modal_bpr"], 1e-3 * want)
@@ -112,12 +112,12 @@ def test_vbpr_batch_projection_equals_full_table():
     model.eval()
     with torch.no_grad():
         full = model.propagate()
-    u, p, n = full["user"][b["user"]], full["item"][b["pos"]], full["item"][b["neg"]]
+    u, p, n = full.user[b["user"]], full.item[b["pos"]], full.item[b["neg"]]
     torch.testing.assert_close(got["bpr"], losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1)))
     # the per-modality maps sum to one linear map of the concatenated features (MMRec's item_linear)
     w = torch.cat([model.proj["image"].weight, model.proj["text"].weight], dim=1)
     content = torch.cat([feats["image"], feats["text"]], 1) @ w.T + model.bias
-    torch.testing.assert_close(full["item"][:, 64:], content)
+    torch.testing.assert_close(full.item[:, 64:], content)
 
 
 def test_sand_shapes_user_weights_and_variants():
@@ -126,7 +126,7 @@ def test_sand_shapes_user_weights_and_variants():
     model.eval()
     with torch.no_grad():
         reps = model.propagate()
-    assert reps["user"].shape == (train.n_users, 128) and reps["item"].shape == (train.n_items, 128)
+    assert reps.user.shape == (train.n_users, 128) and reps.item.shape == (train.n_items, 128)
     torch.testing.assert_close(model.user_weights.weight.sum(1).squeeze(-1), torch.ones(train.n_users))
     # full-width projection split in halves: cat(generic, unique) == Z
     z = model.modality_projections()["image"]

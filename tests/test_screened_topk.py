@@ -15,7 +15,7 @@ def selection(request, monkeypatch):
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.eval.ranking import RankingEvaluator
 from graphrec.eval.screened_topk import BF16_SCORE_BOUND, ScreenedTopK
-from graphrec.models.base import Recommender
+from graphrec.models.base import Recommender, Reps
 
 
 def _brute(u, items, k, rows, cols):
@@ -118,14 +118,13 @@ def test_rows_with_fewer_unmasked_items_than_k():
 
 class _Factored(Recommender):
     name = "factored"
-    batch_kind = "none"
 
     def __init__(self, users, items):
         torch.nn.Module.__init__(self)
         self.u, self.i = users, items
 
     def propagate(self):
-        return {"user": self.u, "item": self.i}
+        return Reps(user=self.u, item=self.i)
 
     def loss(self, batch, reps):
         raise NotImplementedError
@@ -133,7 +132,7 @@ class _Factored(Recommender):
 
 class _Custom(_Factored):
     def score(self, users, reps):  # not an inner product of the reps: must take the exact path
-        return -(reps["user"][users] @ reps["item"].T)
+        return -(reps.user[users] @ reps.item.T)
 
 
 def _random_split(n_users, n_items, g):

@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from graphrec.train import run
-from graphrec.train.pipeline import load_run
+from graphrec.experiment import run
+from graphrec.experiment import load_run
 
 TINY = {"data": {"dataset_args": {"n_users": 150, "n_items": 80, "n_interactions": 3000, "seed": 3}},
         "train": {"batch_size": 256, "progress": False, "deterministic": True}}

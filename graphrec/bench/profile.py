@@ -3,9 +3,9 @@
 `profile_model` builds a model as `graphrec.bench.worker` does, runs one warm-up epoch, then one
 epoch whose steps are timed region by region (wall clock, with CUDA synchronisation on a GPU),
 then one epoch under ``torch.profiler`` for the operator table, and one valid evaluation split
-into propagation, scoring and the rest (masking, top-k, metrics). The step order is the
-trainer's (`Trainer._train_epoch`): auxiliary estimator steps, ``zero_grad``, ``propagate``,
-``loss``, ``backward``, ``step``.
+into propagation, scoring and the rest (masking, top-k, metrics). The epochs are the trainer's
+own (`Trainer.train_epoch`), timed region by region through its `Callback.region` hook:
+``sample``, ``aux_steps``, ``zero_grad``, ``forward``, ``loss``, ``backward``, ``optimizer_step``.
 """
 from __future__ import annotations
 
@@ -17,16 +17,22 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Callable, Iterable, Optional, Sequence
 
+from graphrec.train.trainer import Callback
+
 MARKER = "GRAPHREC_PROFILE_MD "
 
 
-class _Regions:
+class _Regions(Callback):
+    """Seconds per named region of the trainer's steps (wall clock, CUDA-synchronised), each
+    region also a ``record_function`` range for the operator profile."""
+
     def __init__(self, device):
         self.device = device
         self.seconds: "OrderedDict[str, float]" = OrderedDict()
+        self.on = True
 
     @contextmanager
-    def __call__(self, name: str):
+    def _timed(self, name: str):
         import torch
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -37,40 +43,10 @@ class _Regions:
             torch.cuda.synchronize(self.device)
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
+    def region(self, name: str):
+        return self._timed(name) if self.on else None
 
-def _epoch(model, sampler, opt, aux_opt, generator, regions: _Regions, max_steps: Optional[int] = None) -> int:
-    """One training epoch in the trainer's step order, every step inside a named region; at most
-    ``max_steps`` batches (``train.max_steps_per_epoch``) when given."""
-    model.train()
-    model.pre_epoch(0, generator)
-    it = iter(sampler.epoch(generator))
-    n = 0
-    while not max_steps or n < max_steps:
-        with regions("sample"):
-            batch = next(it, None)
-        if batch is None:
-            break
-        if aux_opt is not None:
-            with regions("aux_steps"):
-                for _ in range(max(1, int(getattr(model, "auxiliary_steps", 1)))):
-                    aux_opt.zero_grad(set_to_none=True)
-                    terms = model.auxiliary_loss(batch)
-                    if not terms:
-                        break
-                    sum(terms.values()).backward()
-                    aux_opt.step()
-        with regions("zero_grad"):
-            opt.zero_grad(set_to_none=True)
-        with regions("propagate"):
-            reps = model.train_forward(batch)
-        with regions("loss"):
-            loss = sum(model.loss(batch, reps).values())
-        with regions("backward"):
-            loss.backward()
-        with regions("optimizer_step"):
-            opt.step()
-        n += 1
-    return n
+    __call__ = _timed
 
 
 def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets: Iterable[str] = (),
@@ -83,33 +59,30 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     import tempfile
 
     from graphrec import config as config_mod
-    from graphrec.bench.environment import environment
+    from graphrec.environment import environment
     from graphrec.bench.worker import bench_overrides
-    from graphrec.train.pipeline import evaluators, prepare
-    from graphrec.train.samplers import sampler_for
-    from graphrec.train.trainer import make_optimizer
+    from graphrec.experiment import evaluators, prepare, sampler
+    from graphrec.train.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="graphrec-prof-") as tmp:
         cfg = config_mod.load_config(model, dataset, (), bench_overrides(1, scale, sets, device,
                                                                         os.path.join(tmp, "cache")))
         p = prepare(cfg)
-    t = cfg["train"]
-    valid, _ = evaluators(p)
-    m = p.model
-    if m.batch_kind != "bpr":
-        raise ValueError(f"profile: model {model!r} is not trained by SGD")
-    sampler = sampler_for(p.model, p.split.train, t, p.device)
-    opt = make_optimizer(t["optimizer"], [q for q in m.main_parameters() if q.requires_grad], t["lr"],
-                         t["weight_decay"])
-    aux = m.auxiliary_parameters()
-    aux_opt = make_optimizer(t["optimizer"], aux, t.get("aux_lr") or t["lr"], 0.0) if aux else None
-    gen = torch.Generator(device=p.device).manual_seed(int(cfg["seed"]))
-    cap = t.get("max_steps_per_epoch")
-    _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device), cap)  # warm-up
-    regions = _Regions(p.device)
+        t = cfg["train"]
+        valid, _ = evaluators(p)
+        m = p.model
+        batches = sampler(p)
+        if batches is None:
+            raise ValueError(f"profile: model {model!r} is not trained by SGD")
+        regions = _Regions(p.device)
+        trainer = Trainer(m, batches, valid, t, tmp, p.device, int(cfg["seed"]), callbacks=[regions],
+                          checkpoints=False)
+    trainer.train_epoch()  # warm-up
+    regions.seconds.clear()
     t0 = time.perf_counter()
-    n_batches = _epoch(m, sampler, opt, aux_opt, gen, regions, cap)
+    trainer.train_epoch()
     epoch_s = time.perf_counter() - t0
+    n_batches = trainer.last_steps
 
     # evaluation: time propagate and score by wrapping them on this instance only
     ev = _Regions(p.device)
@@ -137,8 +110,10 @@ def profile_model(model: str, dataset: str, scale: Optional[float] = None, sets:
     acts = [torch.profiler.ProfilerActivity.CPU]
     if p.device.type == "cuda":
         acts.append(torch.profiler.ProfilerActivity.CUDA)
+    timed = dict(regions.seconds)
     with torch.profiler.profile(activities=acts) as prof:
-        _epoch(m, sampler, opt, aux_opt, gen, _Regions(p.device), cap)
+        trainer.train_epoch()
+    regions.seconds = timed
     sort = "self_cuda_time_total" if p.device.type == "cuda" else "self_cpu_time_total"
     ops = prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=48)
 

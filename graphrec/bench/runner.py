@@ -20,6 +20,7 @@ SCALABLE_PREFIX = "synthetic"  # dataset names whose loader takes scale= (the sy
 
 def available_models(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Split requested model names into those graphrec can build and {name: why not} for the rest."""
+    from graphrec.errors import GraphrecError
     from graphrec.models import get_model
 
     ok, skipped = [], {}
@@ -27,7 +28,7 @@ def available_models(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         try:
             get_model(n)
             ok.append(n)
-        except (KeyError, ImportError) as e:
+        except (GraphrecError, KeyError, ImportError) as e:
             skipped[n] = str(e.args[0] if e.args else e)
     return ok, skipped
 

@@ -5,13 +5,14 @@ Run as ``python -m graphrec.bench.worker --model M --dataset D [--epochs N] [--s
 (model, scale, repeat) so that allocator caches, peak-memory marks and thread pools never leak from
 one measurement into the next.
 
-What is measured (phases of `graphrec.bench.memory.PhaseProbe`):
+What is measured (phases of `graphrec.train.probe.PhaseProbe`):
 
-- ``graph_build``: `graphrec.train.pipeline.prepare` building the model's graphs, always from an
+- ``graph_build``: `graphrec.experiment.prepare` building the model's graphs, always from an
   empty, temporary graph cache (a cached graph would time a file read);
-- ``train``: ``epochs`` calls of the trainer's own epoch (`Trainer._train_epoch`: sampling,
-  propagation, loss, backward, optimiser step); the first ``warmup`` epochs are excluded from the
-  per-epoch median (first-touch allocations, Adam state creation, lazy thread-pool start);
+- ``train``: ``epochs`` epochs of the trainer's own loop (`Trainer.fit` without checkpoints or
+  early stopping: sampling, forward, loss, backward, optimiser step), timed by a `PhaseClock`
+  callback; the first ``warmup`` epochs are excluded from the per-epoch median (first-touch
+  allocations, Adam state creation, lazy thread-pool start);
 - ``eval``: one full-ranking valid evaluation after every epoch (one propagation + all valid users);
   the median after warm-up is reported. Test is never evaluated.
 
@@ -33,6 +34,8 @@ import tempfile
 import time
 from typing import Any, Dict, Iterable, Optional
 
+from graphrec.train.trainer import Callback
+
 MARKER = "GRAPHREC_BENCH_RECORD "
 MEASURED_PHASES = ("graph_build", "train", "eval")
 
@@ -43,6 +46,31 @@ def _median(v: list[float]) -> Optional[float]:
     s = sorted(v)
     n = len(s)
     return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+class PhaseClock(Callback):
+    """Wall and process-CPU seconds (all threads; less sensitive to other load) of every train and
+    eval phase of a `Trainer`, with CUDA synchronisation before each reading."""
+
+    def __init__(self, device: Any):
+        self.device = device
+        self.wall: Dict[str, list] = {"train": [], "eval": []}
+        self.cpu: Dict[str, list] = {"train": [], "eval": []}
+        self._start = (0.0, 0.0)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            import torch
+            torch.cuda.synchronize(self.device)
+
+    def on_phase_start(self, trainer: Any, phase: str) -> None:
+        self._sync()
+        self._start = (time.perf_counter(), time.process_time())
+
+    def on_phase_end(self, trainer: Any, phase: str) -> None:
+        self._sync()
+        self.wall[phase].append(time.perf_counter() - self._start[0])
+        self.cpu[phase].append(time.process_time() - self._start[1])
 
 
 def bench_overrides(epochs: int, scale: Optional[float], sets: Iterable[str] = (),
@@ -70,10 +98,9 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
     if threads:
         torch.set_num_threads(int(threads))
     from graphrec import config as config_mod
-    from graphrec.bench.environment import environment
-    from graphrec.bench.memory import PhaseProbe, current_rss_mb
-    from graphrec.train.pipeline import evaluators, prepare
-    from graphrec.train.samplers import sampler_for
+    from graphrec.environment import environment
+    from graphrec.experiment import evaluators, prepare, sampler
+    from graphrec.train.probe import PhaseProbe, current_rss_mb
     from graphrec.train.trainer import Trainer
     from graphrec.utils import resolve_device
 
@@ -91,35 +118,20 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
         p = prepare(cfg, probe=probe)
         valid, _ = evaluators(p)
         t = cfg["train"]
-        train_s: list[float] = []
-        eval_s: list[float] = []
-        train_cpu: list[float] = []  # process CPU seconds, all threads: less sensitive to other load
-        eval_cpu: list[float] = []
+        clock = PhaseClock(p.device)
+        # every epoch evaluated, none stops early, nothing written: the trainer's own loop, measured
+        trainer = Trainer(p.model, sampler(p), valid, dict(t, eval_every=1, patience=-1, max_time_s=None),
+                          tmp, p.device, int(cfg["seed"]), probe, callbacks=[clock], checkpoints=False)
         steps_run = full_steps = None
-        if p.model.batch_kind == "bpr" and any(q.requires_grad for q in p.model.parameters()):
-            sampler = sampler_for(p.model, p.split.train, t, p.device)
-            trainer = Trainer(p.model, sampler, valid, t, tmp, p.device, int(cfg["seed"]), probe)
-            full_steps = len(sampler)
-            for e in range(epochs):
-                with probe.phase("train"):
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    trainer._train_epoch(f"epoch {e + 1}")
-                    if p.device.type == "cuda":
-                        torch.cuda.synchronize(p.device)
-                    train_s.append(time.perf_counter() - t0)
-                    train_cpu.append(time.process_time() - c0)
-                trainer.epoch += 1
-                steps_run = trainer.last_steps
-                c0 = time.process_time()
-                with probe.phase("eval"):
-                    valid.evaluate(p.model)
-                eval_cpu.append(time.process_time() - c0)
-                eval_s.append(valid.last_seconds)
+        if trainer.sampler is not None and p.model.trainable():
+            full_steps = len(trainer.sampler)
+            trainer.fit()
+            steps_run = trainer.last_steps
         else:  # nothing trained by SGD (pop): evaluation only
             for _ in range(max(1, epochs)):
-                with probe.phase("eval"):
-                    valid.evaluate(p.model)
-                eval_s.append(valid.last_seconds)
+                trainer.evaluate()
+        train_s, train_cpu = clock.wall["train"], clock.cpu["train"]
+        eval_s, eval_cpu = trainer.eval_seconds, clock.cpu["eval"]
         per_step = _median(train_s[warmup:]) / steps_run if train_s and steps_run else None
         truncated = bool(steps_run and full_steps and steps_run < full_steps)
         epoch_per_run = full_steps / steps_run if truncated else 1.0  # a truncated epoch's projection factor

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from graphrec.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
+from graphrec.train.probe import current_rss_mb, peak_rss_mb, reset_peak_rss
 from graphrec.utils import atomic_write_json
 
 

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from graphrec.train.pipeline import evaluators, load_run
+    from graphrec.experiment import evaluators, load_run
 
     p = load_run(args.run_dir, args.checkpoint)
     valid_eval, test_eval = evaluators(p)

@@ -32,7 +32,7 @@ def recommend(p, users_original: list, k: int) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    from graphrec.train.pipeline import load_run
+    from graphrec.experiment import load_run
 
     p = load_run(args.run_dir)
     recs = recommend(p, args.user, args.k)

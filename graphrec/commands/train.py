@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from graphrec.config import parse_set
     from graphrec.models import list_models
-    from graphrec.train import run
+    from graphrec.experiment import run
 
     if args.list_models:
         print("\n".join(list_models()))

@@ -7,9 +7,10 @@ from graphrec.data.readers import (from_columns, from_indices, read_interactions
 from graphrec.data.sequences import Sequences
 from graphrec.data.split import (Split, dataset_split, loo_labels, make_split, per_user_counts, random_labels,
                                  split_from_labels, split_labels)
+from graphrec.data.dataset import Dataset
 from graphrec.data.export import export_mmrec
 
-__all__ = ["IdMap", "Interactions", "ItemFeatures", "Sequences", "Split", "align_rows", "dataset_split", "dedupe",
+__all__ = ["Dataset", "IdMap", "Interactions", "ItemFeatures", "Sequences", "Split", "align_rows", "dataset_split", "dedupe",
            "export_mmrec", "from_columns", "from_indices", "kcore", "load_features", "load_npy", "load_table",
            "loo_labels", "make_split", "per_user_counts", "random_labels", "read_interactions", "read_mmrec_inter",
            "read_movielens", "read_recbole_inter", "read_table", "split_from_labels", "split_labels", "to_implicit"]

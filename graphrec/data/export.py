@@ -11,7 +11,7 @@ from graphrec.data.split import Split
 from graphrec.utils import atomic_write_bytes
 
 if TYPE_CHECKING:  # the datasets package imports graphrec.data; avoid the cycle at run time
-    from graphrec.datasets.base import Dataset
+    from graphrec.data.dataset import Dataset
 
 
 def _col(t: torch.Tensor) -> list[str]:

@@ -13,7 +13,7 @@ from graphrec.data.features import ItemFeatures, load_npy
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.data.readers import _pd, read_mmrec_inter
 from graphrec.data.split import split_from_labels
-from graphrec.datasets.base import Dataset
+from graphrec.data.dataset import Dataset
 from graphrec.utils import log
 
 FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}

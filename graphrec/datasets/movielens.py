@@ -20,7 +20,7 @@ from typing import Optional
 
 
 from graphrec.data.readers import _pd, from_columns
-from graphrec.datasets.base import Dataset
+from graphrec.data.dataset import Dataset
 from graphrec.utils import log
 
 WHEEL = "recbole-1.2.1-py3-none-any.whl"

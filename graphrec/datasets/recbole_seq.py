@@ -14,7 +14,7 @@ import torch
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.data.readers import _pd, read_recbole_frame
 from graphrec.data.sequences import Sequences
-from graphrec.datasets.base import Dataset
+from graphrec.data.dataset import Dataset
 from graphrec.utils import log
 
 

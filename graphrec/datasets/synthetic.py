@@ -39,7 +39,7 @@ import torch
 
 from graphrec.data.features import ItemFeatures
 from graphrec.data.interactions import IdMap, Interactions
-from graphrec.datasets.base import Dataset
+from graphrec.data.dataset import Dataset
 from graphrec.utils import log
 
 # MMRec's Amazon datasets (5-core): users, items, interactions.

@@ -36,6 +36,9 @@ class RankingEvaluator:
     Models whose score is not an inner product are always ranked exactly.
     """
 
+    #: every ranking metric grows with quality (the trainer's selection rule)
+    lower_is_better: frozenset = frozenset()
+
     def __init__(self, target: Interactions, mask: Iterable[Interactions], ks: Iterable[int] = (10, 20),
                  metrics: Iterable[str] = METRICS, device: torch.device | str = "cpu",
                  user_chunk: int = 256, train: Optional[Interactions] = None, screen: str = "auto"):

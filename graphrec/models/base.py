@@ -1,20 +1,23 @@
-"""The model contract shared by every general-CF recommender (DESIGN.md, "A model").
+"""The model contract shared by every recommender (DESIGN.md, "A model").
 
 A model is built from a `ModelContext` (sizes, training interactions, prebuilt graphs, item
-features, device) and its hyper-parameters. The trainer calls, per training step::
+features, device) and its hyper-parameters, and declares its ``task`` (`graphrec.train.tasks`):
+the task's sampler makes its batches and the task's evaluator judges it. The trainer calls, per
+training step::
 
-    reps  = model.propagate()              # whole-graph forward, once per step
+    reps  = model.train_forward(batch)     # a `Reps` record (default: the whole-graph propagate())
     terms = model.loss(batch, reps)        # dict of named loss terms; the trainer sums them
 
 and per evaluation ``reps = model.propagate()`` once (in eval mode, no grad) followed by
-``model.score(users, reps)`` for user chunks. Models never read files and never build graphs:
-they declare the graphs they need in ``graph_specs(cfg)`` and receive them in the context.
+``model.score(users, reps)`` (pairwise task) or ``model.score_sequences(batch, reps)``
+(next-item task) for chunks of users or sequences. Models never read files and never build
+graphs: they declare the graphs they need in ``graph_specs(cfg)`` and receive them in the context.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 import torch
 from torch import nn
@@ -22,18 +25,43 @@ from torch import nn
 from graphrec.data.features import ItemFeatures
 from graphrec.data.interactions import Interactions
 
-Reps = Dict[str, torch.Tensor]
+@dataclass
+class Reps:
+    """What a forward pass hands to :meth:`Recommender.loss` and :meth:`Recommender.score`.
+
+    ``user`` / ``item``: the final user and item rows, either of every user/item or, in a
+    batch-local training step, only of the ids in ``user_ids`` / ``item_ids`` (sorted global ids,
+    one per row). ``extras``: further named tensors of the model's own (layer-0 rows, per-layer
+    rows, hidden states, ...); an extra table of user or item rows shares the id list of its side.
+    """
+
+    user: Optional[torch.Tensor] = None
+    item: Optional[torch.Tensor] = None
+    user_ids: Optional[torch.Tensor] = None
+    item_ids: Optional[torch.Tensor] = None
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def table(self, key: str) -> torch.Tensor:
+        """``user``, ``item`` or the extra named ``key``."""
+        if key in ("user", "item"):
+            t = getattr(self, key)
+        else:
+            t = self.extras.get(key)
+        if t is None:
+            raise KeyError(f"representations hold no {key!r} table (extras: {sorted(self.extras)})")
+        return t
 
 
-def rows_of(reps: Reps, key: str, ids: torch.Tensor, ids_of: Optional[str] = None) -> torch.Tensor:
-    """``reps[key][ids]``, also when ``reps`` holds only some rows: their sorted global ids are
-    ``reps[(ids_of or key) + '_ids']`` (``ids_of`` lets several tables share one id list)."""
-    held = reps.get((ids_of or key) + "_ids")
-    # index_select, not reps[key][...]: on CPU its gather and its backward (index_add) take about
+def rows_of(reps: Reps, key: str, ids: torch.Tensor, side: Optional[str] = None) -> torch.Tensor:
+    """Rows ``ids`` (global ids) of the table ``key`` (``"user"``, ``"item"`` or an extra), also
+    when the record holds only some rows: then their sorted global ids are ``reps.user_ids`` or
+    ``reps.item_ids`` of ``side`` (default: ``key`` itself, which must then be a side)."""
+    held = getattr(reps, f"{side or key}_ids")
+    # index_select, not table[...]: on CPU its gather and its backward (index_add) take about
     # a third and two thirds of advanced indexing's (index_put with accumulate)
     if held is None:
-        return reps[key].index_select(0, ids)
-    return reps[key].index_select(0, torch.searchsorted(held, ids))
+        return reps.table(key).index_select(0, ids)
+    return reps.table(key).index_select(0, torch.searchsorted(held, ids))
 
 
 @dataclass
@@ -49,11 +77,18 @@ class ModelContext:
 
 class Recommender(nn.Module, abc.ABC):
     """Base class. Subclasses set ``name`` and implement ``propagate``/``loss`` (``score`` defaults
-    to the inner product of ``reps['user'][users]`` with ``reps['item']``)."""
+    to the inner product of ``reps.user[users]`` with ``reps.item``)."""
 
     name: str = "base"
-    #: "bpr" models take (user, pos, neg) batches; "none" models (pop) are not trained by SGD.
-    batch_kind: str = "bpr"
+    #: the task that trains and judges the model (`graphrec.train.tasks`): ``"pairwise"`` takes
+    #: (user, pos, neg) batches and ranks per user, ``"next_item"`` takes sequence batches
+    task: ClassVar[str] = "pairwise"
+    #: estimator steps per batch taken by the auxiliary optimiser (SAND's CLUB: 50), before the
+    #: main step; only used when :meth:`auxiliary_parameters` is not empty
+    auxiliary_steps: int = 1
+    #: next-item task: the latest history items a sequence batch holds (None: the model scores
+    #: users, not histories)
+    max_len: Optional[int] = None
 
     def __init__(self, ctx: ModelContext):
         super().__init__()
@@ -77,10 +112,21 @@ class Recommender(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
-        """Named loss terms for a batch ``{'user', 'pos', 'neg'}`` (the trainer sums them)."""
+        """Named loss terms for a batch of the model's task (the trainer sums them)."""
+
+    def trainable(self) -> bool:
+        """Whether the trainer runs training steps (False: evaluate only, e.g. popularity)."""
+        return any(p.requires_grad for p in self.parameters())
 
     def score(self, users: torch.Tensor, reps: Reps) -> torch.Tensor:
-        return reps["user"][users] @ reps["item"].T
+        """Scores [B, n_items] of ``users`` against every item."""
+        return reps.user.index_select(0, users) @ reps.item.T
+
+    def score_sequences(self, batch: Dict[str, torch.Tensor], reps: Reps) -> torch.Tensor:
+        """Scores [B, n_items] of the next item after each history in ``batch`` (``seq`` [B, L]
+        left-padded with ``n_items``, ``user`` [B]). A user-based model scores the sequence's user,
+        so every model can be judged by the next-item protocol; sequence models override this."""
+        return self.score(batch["user"], reps)
 
     def score_factors(self, reps: Reps) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         """(user vectors [U, d], item vectors [I, d]) with ``score(users) == U[users] @ I.T``, or
@@ -89,7 +135,7 @@ class Recommender(nn.Module, abc.ABC):
         override this too (or keep the None that sends it to the exact path)."""
         if type(self).score is not Recommender.score:
             return None
-        return reps["user"], reps["item"]
+        return reps.user, reps.item
 
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         """The representations one training step needs (the trainer passes them to :meth:`loss`).
@@ -106,6 +152,11 @@ class Recommender(nn.Module, abc.ABC):
             raise ValueError(f"model {self.name!r} scores one negative per (user, positive) pair; "
                              f"train.num_neg={configured} is not supported (set it to 1)")
         return 1
+
+    def sequence_negatives(self) -> int:
+        """Next-item task: sampled negatives per target position the sequence sampler draws (0 for
+        models whose loss ranks every item, e.g. a full softmax)."""
+        return 0
 
     # -- optional hooks ------------------------------------------------------------------------
     def pre_epoch(self, epoch: int, generator: torch.Generator) -> None:

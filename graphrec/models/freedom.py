@@ -94,14 +94,14 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
         out = batch_readout(self._graph(), torch.cat([self.user_emb, self.item_emb]),
                             torch.cat([users, self.n_users + items]), self.ui.num_layers, "mean")
         user, item = torch.split(out, [users.numel(), items.numel()])
-        return {"user": user, "user_ids": users, "item": item + self.mm.rows(self.item_emb, items), "item_ids": items}
+        return Reps(user=user, user_ids=users, item=item + self.mm.rows(self.item_emb, items), item_ids=items)
 
     def propagate(self) -> Reps:
         graph = self._graph()
         h = self.mm(self.item_emb)
         out = self.ui(graph, torch.cat([self.user_emb, self.item_emb]))
         user, item = torch.split(out, [self.n_users, self.n_items])
-        return {"user": user, "item": item + h}
+        return Reps(user=user, item=item + h)
 
     def modality_projections(self, items: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """:math:`W_m x^m` for ``items`` (all when None); empty when ``reg_weight`` = 0."""

@@ -47,7 +47,7 @@ class LightGCN(Recommender):
         out = self.prop(self.graph, self.embedding.weight)
         user, item = torch.split(out, [self.n_users, self.n_items])
         user0, item0 = torch.split(self.embedding.weight, [self.n_users, self.n_items])
-        return {"user": user, "item": item, "user0": user0, "item0": item0}
+        return Reps(user=user, item=item, extras={"user0": user0, "item0": item0})
 
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         if not self.batch_local:
@@ -58,7 +58,7 @@ class LightGCN(Recommender):
                                     self.prop.num_layers, self.prop.readout, with_inputs=True)
         user, item = torch.split(out, [users.numel(), items.numel()])
         user0, item0 = torch.split(layer0, [users.numel(), items.numel()])
-        return {"user": user, "item": item, "user0": user0, "item0": item0, "user_ids": users, "item_ids": items}
+        return Reps(user=user, item=item, user_ids=users, item_ids=items, extras={"user0": user0, "item0": item0})
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         u, p, n = (rows_of(reps, "user", batch["user"]), rows_of(reps, "item", batch["pos"]),

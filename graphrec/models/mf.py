@@ -30,10 +30,10 @@ class MF(Recommender):
         self.reg_weight = float(reg_weight)
 
     def propagate(self) -> Reps:
-        return {"user": self.user_emb.weight, "item": self.item_emb.weight}
+        return Reps(user=self.user_emb.weight, item=self.item_emb.weight)
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
-        u, p, n = reps["user"][batch["user"]], reps["item"][batch["pos"]], reps["item"][batch["neg"]]
+        u, p, n = reps.user[batch["user"]], reps.item[batch["pos"]], reps.item[batch["neg"]]
         terms = {"bpr": losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
         if self.reg_weight > 0:
             terms["reg"] = self.reg_weight * losses.l2_reg(u, p, n)

@@ -96,9 +96,9 @@ class MixGCF(LightGCN):
             return [torch.cat([fixed, c.flatten()]) for c in chosen]
 
         rows = layerwise_rows(self.graph, self.embedding.weight, self.prop.num_layers, pick)
-        reps = {f"rows{l}": r for l, r in enumerate(rows)}
-        reps["chosen"] = torch.stack(chosen, -1) - self.n_users  # [B, K, L+1] item ids
-        return reps
+        extras = {f"rows{l}": r for l, r in enumerate(rows)}
+        extras["chosen"] = torch.stack(chosen, -1) - self.n_users  # [B, K, L+1] item ids
+        return Reps(extras=extras)
 
     def mixing_weights(self, n_pairs: int, device: torch.device) -> torch.Tensor:
         r""":math:`\alpha` [B, K, L+1] ~ U(0, 1), from the global generator (saved in checkpoints)."""
@@ -110,14 +110,14 @@ class MixGCF(LightGCN):
         b, k = batch["user"].numel(), self.n_negatives
         users, pos, mixes = [], [], []
         for l in range(self.prop.num_layers + 1):
-            u_l, p_l, n_l = torch.split(reps[f"rows{l}"], [b, b, b * k])
+            u_l, p_l, n_l = torch.split(reps.extras[f"rows{l}"], [b, b, b * k])
             a = alpha[:, :, l].unsqueeze(-1)
             users.append(u_l)
             pos.append(p_l)
             mixes.append(a * p_l.unsqueeze(1) + (1 - a) * n_l.view(b, k, -1))  # positive mixing
         c = readout_weight(self.prop.num_layers, self.prop.readout)
         return (sum(users) * c, sum(pos) * c, sum(mixes) * c, (users[0], pos[0], mixes[0]),
-                reps["chosen"])
+                reps.extras["chosen"])
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         alpha = self.mixing_weights(batch["user"].numel(), batch["user"].device)

@@ -14,17 +14,16 @@ class Pop(Recommender):
     r"""Most-popular ranking: :math:`\hat{y}_{ui} = |\{u' : (u', i) \in \mathcal{R}_{train}\}|`."""
 
     name = "pop"
-    batch_kind = "none"
 
     def __init__(self, ctx: ModelContext, **hp):
         super().__init__(ctx)
         self.register_buffer("popularity", ctx.train.item_degree().to(torch.float32))
 
     def propagate(self) -> Reps:
-        return {"item_pop": self.popularity}
+        return Reps(extras={"item_pop": self.popularity})
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         raise RuntimeError("pop has no trainable parameters; the trainer skips training for it")
 
     def score(self, users: torch.Tensor, reps: Reps) -> torch.Tensor:
-        return reps["item_pop"].unsqueeze(0).expand(users.numel(), -1)
+        return reps.extras["item_pop"].unsqueeze(0).expand(users.numel(), -1)

@@ -156,7 +156,7 @@ class SAND(SANDAuxMixin, FrozenItemGraphSpecs, Recommender):
         user, item = torch.split(out, [self.n_users, self.n_items])
         item = item + self.mm(item)
         user = self.user_weights(list(user.split(self.d, dim=-1)))
-        return {"user": user, "item": item, **extra}
+        return Reps(user=user, item=item, extras=extra)
 
     def sand_inputs(self, batch: Dict[str, torch.Tensor], reps: Optional[Reps]) -> Dict[str, SANDInput]:
         items = sand_items(batch, self.align_items)
@@ -166,14 +166,14 @@ class SAND(SANDAuxMixin, FrozenItemGraphSpecs, Recommender):
                 layers = self.sand.first_layers(m, ("code_g", "code_q"))
                 out[m] = dict(zip(layers, self._consume(m, list(layers.values()), items)))
             else:
-                held = {k: reps[f"sand_{m}_{k}"] for k in self.sand.first_layers(m)}
+                held = {k: reps.extras[f"sand_{m}_{k}"] for k in self.sand.first_layers(m)}
                 out[m] = held if items is None else {k: v[items] for k, v in held.items()}
         return out
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         self._aux_codes = None
-        u = reps["user"][batch["user"]]
-        p, n = reps["item"][batch["pos"]], reps["item"][batch["neg"]]
+        u = reps.user[batch["user"]]
+        p, n = reps.item[batch["pos"]], reps.item[batch["neg"]]
         terms = {"bpr": losses.bpr_loss((u * p).sum(-1), (u * n).sum(-1), self.bpr_log_base)}
         if self.sand.active:
             terms.update(self.sand(self.sand_inputs(batch, reps)))

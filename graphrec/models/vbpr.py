@@ -73,11 +73,11 @@ class VBPR(Recommender):
     def propagate(self) -> Reps:
         user = F.dropout(self.user, self.dropout, self.training)
         if self.training:  # batch items are projected in loss()
-            return {"user": user}
-        return {"user": user, "item": self._item_vectors(None)}
+            return Reps(user=user)
+        return Reps(user=user, item=self._item_vectors(None))
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
-        u = reps["user"][batch["user"]]
+        u = reps.user[batch["user"]]
         items = torch.cat([batch["pos"], batch["neg"]])
         iv = F.dropout(self._item_vectors(items), self.dropout, self.training)
         p, n = iv.chunk(2)

@@ -1,6 +1,7 @@
-"""Training: the common trainer, samplers, checkpoints, and the end-to-end `run`."""
-from graphrec.train.pipeline import load_run, prepare, run
+"""Training: the common trainer, tasks (samplers and evaluators), checkpoints. A whole run (data ->
+model -> trainer -> test) is composed above this package, in `graphrec.experiment`."""
 from graphrec.train.samplers import BPRSampler
-from graphrec.train.trainer import Trainer
+from graphrec.train.tasks import Task, get_task, register_task
+from graphrec.train.trainer import Callback, Trainer
 
-__all__ = ["run", "prepare", "load_run", "Trainer", "BPRSampler"]
+__all__ = ["BPRSampler", "Callback", "Task", "Trainer", "get_task", "register_task"]

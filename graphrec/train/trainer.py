@@ -1,22 +1,28 @@
-"""One training loop for every model: sampling, optimisation, early stopping, checkpoints,
-per-term loss logging, determinism, device, resume."""
+"""One training loop for every model and task: sampling, optimisation, early stopping,
+checkpoints, per-term loss logging, determinism, device, resume.
+
+The loop is public: :meth:`Trainer.step` takes one batch (auxiliary estimator steps, forward,
+loss, NaN check, backward, gradient clipping, optimiser step, all under the configured autocast),
+:meth:`Trainer.train_epoch` runs one epoch of the sampler's batches, :meth:`Trainer.fit` the
+epochs with selection on valid. Callers observe it through :class:`Callback` hooks (the bench
+worker times epochs with them, the profiler times each region of a step) instead of copying it.
+"""
 from __future__ import annotations
 
 import json
 import math
 import os
 import time
-from contextlib import nullcontext
-from typing import Any, Dict, Optional
+from contextlib import ExitStack, contextmanager, nullcontext
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from graphrec.bench.memory import PhaseProbe
-from graphrec.eval.ranking import RankingEvaluator
 from graphrec.models.base import Recommender
 from graphrec.train import checkpoint
-from graphrec.train.samplers import BPRSampler
+from graphrec.train.probe import PhaseProbe
+from graphrec.train.tasks import Evaluator, Sampler
 from graphrec.utils import log
 
 _TEST_EPOCH_SLEEP = float(os.environ.get("GRAPHREC_TEST_EPOCH_SLEEP", "0") or 0)
@@ -44,21 +50,44 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.o
     return _OPTIMISERS[name](params, lr=lr, weight_decay=weight_decay)
 
 
+class Callback:
+    """Hooks into :class:`Trainer`; override the ones you need (all default to doing nothing).
+
+    ``phase`` is ``"train"`` (one epoch) or ``"eval"`` (one valid evaluation). :meth:`region`
+    may return a context manager entered around each region of a step (``sample``, ``aux_steps``,
+    ``zero_grad``, ``forward``, ``loss``, ``backward``, ``optimizer_step``)."""
+
+    def on_phase_start(self, trainer: "Trainer", phase: str) -> None: ...
+
+    def on_phase_end(self, trainer: "Trainer", phase: str) -> None: ...
+
+    def on_step(self, trainer: "Trainer", terms: Dict[str, torch.Tensor]) -> None: ...
+
+    def on_evaluation(self, trainer: "Trainer", metrics: Dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", record: Dict[str, Any]) -> None: ...
+
+    def region(self, name: str):
+        return None
+
+
 class Trainer:
     """Trains ``model`` on ``sampler`` batches and selects the epoch by ``valid`` only.
 
-    Per batch: the auxiliary estimator step (if the model has one), then one ``train_forward(batch)``
-    (the whole-graph ``propagate()`` unless the model computes only the batch's rows),
-    ``loss()`` -> named terms, their sum backpropagated. Per epoch: ``model.pre_epoch``,
-    valid evaluation every ``eval_every`` epochs, the best state saved atomically on strict
-    improvement of ``valid_metric``, and a full resumable checkpoint (``last.pt``: model,
-    optimisers, scheduler, sampler generator and global RNG states, early-stopping state, history).
-    Test is never looked at here.
+    Per batch (:meth:`step`): the auxiliary estimator steps (if the model has an estimator), then
+    one ``train_forward(batch)`` (the whole-graph ``propagate()`` unless the model computes only
+    the batch's rows), ``loss()`` -> named terms, their sum backpropagated. Per epoch:
+    ``model.pre_epoch``, valid evaluation every ``eval_every`` epochs, the best state saved
+    atomically on strict improvement of ``valid_metric`` (larger is better unless the evaluator
+    lists the metric in ``lower_is_better``), and a full resumable checkpoint (``last.pt``:
+    model, optimisers, scheduler, sampler generator and global RNG states, early-stopping state,
+    history). ``checkpoints=False`` writes none (benchmarks). Test is never looked at here.
     """
 
-    def __init__(self, model: Recommender, sampler: Optional[BPRSampler], valid: RankingEvaluator,
+    def __init__(self, model: Recommender, sampler: Optional[Sampler], valid: Evaluator,
                  cfg: Dict[str, Any], run_dir: str, device: torch.device, seed: int,
-                 probe: Optional[PhaseProbe] = None):
+                 probe: Optional[PhaseProbe] = None, callbacks: Sequence[Callback] = (),
+                 checkpoints: bool = True):
         self.model = model
         self.sampler = sampler
         self.valid = valid
@@ -66,7 +95,10 @@ class Trainer:
         self.run_dir = run_dir
         self.device = device
         self.probe = probe or PhaseProbe(device)
+        self.callbacks = list(callbacks)
+        self.checkpoints = bool(checkpoints)
         self.metric = cfg["valid_metric"]
+        self.minimise = self.metric in valid.lower_is_better
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         main = [q for q in model.main_parameters() if q.requires_grad]
@@ -78,8 +110,10 @@ class Trainer:
                         if aux else None)
         gamma, step = float(cfg.get("lr_decay", 1.0)), int(cfg.get("lr_decay_step", 50))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: gamma ** (e / step))
+        self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.get("amp") and device.type == "cuda"
+                    else None)
         self.epoch = 0
-        self.best_score = -math.inf
+        self.best_score = math.inf if self.minimise else -math.inf
         self.best_epoch = 0
         self.best_valid: Dict[str, float] = {}
         self.bad_epochs = 0
@@ -88,6 +122,7 @@ class Trainer:
         self.eval_seconds: list[float] = []
         self.stop_reason = ""
         self.last_steps = 0  # batches run by the latest epoch (fewer than the sampler's with max_steps_per_epoch)
+        self._regioned = [cb for cb in self.callbacks if type(cb).region is not Callback.region]
 
     # -- persistence ---------------------------------------------------------------------------
     def _path(self, name: str) -> str:
@@ -129,23 +164,36 @@ class Trainer:
         log.info("resumed %s at epoch %d (best %s=%.4f at epoch %d)", self.run_dir, self.epoch,
                  self.metric, self.best_score, self.best_epoch)
 
-    # -- training ------------------------------------------------------------------------------
-    def _train_epoch(self, bar_desc: str) -> Dict[str, float]:
-        model, cfg = self.model, self.cfg
-        model.train()
-        model.pre_epoch(self.epoch, self.generator)
-        sums: Dict[str, torch.Tensor] = {}
-        n_batches = 0
-        max_steps = int(cfg.get("max_steps_per_epoch") or 0)
-        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.get("amp") and self.device.type == "cuda"
-               else nullcontext())
-        bar = tqdm(self.sampler.epoch(self.generator), total=len(self.sampler), desc=bar_desc, leave=False,
-                   disable=not cfg.get("progress", True), dynamic_ncols=True)
-        for batch in bar:
-            if self.aux_opt is not None:
+    # -- the loop ------------------------------------------------------------------------------
+    def _region(self, name: str):
+        if not self._regioned:
+            return nullcontext()
+        stack = ExitStack()
+        for cb in self._regioned:
+            cm = cb.region(name)
+            if cm is not None:
+                stack.enter_context(cm)
+        return stack
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        with self.probe.phase(name):  # the probe's own bookkeeping stays outside the callbacks' clocks
+            for cb in self.callbacks:
+                cb.on_phase_start(self, name)
+            yield
+            for cb in self.callbacks:
+                cb.on_phase_end(self, name)
+
+    def step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One optimisation step on ``batch``; returns the detached loss terms (auxiliary ones
+        prefixed ``aux_``). Raises FloatingPointError on a non-finite loss."""
+        model = self.model
+        amp = self.amp or nullcontext()
+        aux_terms: Dict[str, torch.Tensor] = {}
+        if self.aux_opt is not None:
+            with self._region("aux_steps"):
                 # the model's own estimator takes `auxiliary_steps` steps per batch (SAND's CLUB: 50)
-                n_aux = max(1, int(getattr(model, "auxiliary_steps", 1)))
-                for _ in range(n_aux):
+                for _ in range(max(1, int(model.auxiliary_steps))):
                     self.aux_opt.zero_grad(set_to_none=True)
                     with amp:
                         aux_terms = model.auxiliary_loss(batch)
@@ -153,28 +201,57 @@ class Trainer:
                         break
                     sum(aux_terms.values()).backward()
                     self.aux_opt.step()
-                for k, v in (aux_terms or {}).items():
-                    sums[f"aux_{k}"] = sums.get(f"aux_{k}", 0) + v.detach()
+        with self._region("zero_grad"):
             self.opt.zero_grad(set_to_none=True)
-            with amp:
-                reps = model.train_forward(batch)
-                terms = model.loss(batch, reps)
+        with self._region("forward"), amp:
+            reps = model.train_forward(batch)
+        with self._region("loss"), amp:
+            terms = model.loss(batch, reps)
             loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"epoch {self.epoch + 1}, batch {n_batches + 1}: loss is {float(loss)} "
-                    f"(terms: { {k: float(v) for k, v in terms.items()} }); lower train.lr or check inputs")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"epoch {self.epoch + 1}: loss is {float(loss)} "
+                f"(terms: { {k: float(v) for k, v in terms.items()} }); lower train.lr or check inputs")
+        with self._region("backward"):
             loss.backward()
-            if cfg.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(model.main_parameters(), float(cfg["grad_clip"]))
+        if self.cfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(model.main_parameters(), float(self.cfg["grad_clip"]))
+        with self._region("optimizer_step"):
             self.opt.step()
+        out = {k: v.detach() for k, v in terms.items()}
+        out.update({f"aux_{k}": v.detach() for k, v in aux_terms.items()})
+        for cb in self.callbacks:
+            cb.on_step(self, out)
+        return out
+
+    def train_epoch(self, bar_desc: Optional[str] = None) -> Dict[str, float]:
+        """One epoch of the sampler's batches (at most ``max_steps_per_epoch``); mean loss terms.
+        Does not advance :attr:`epoch` (:meth:`fit` does)."""
+        model, cfg = self.model, self.cfg
+        if self.sampler is None:
+            raise ValueError(f"model {model.name!r} has no training batches (nothing to train)")
+        model.train()
+        model.pre_epoch(self.epoch, self.generator)
+        sums: Dict[str, torch.Tensor] = {}
+        n_batches = 0
+        max_steps = int(cfg.get("max_steps_per_epoch") or 0)
+        show = bool(cfg.get("progress", True))
+        bar = tqdm(total=len(self.sampler), desc=bar_desc or f"epoch {self.epoch + 1}", leave=False,
+                   disable=not show, dynamic_ncols=True)
+        batches = iter(self.sampler.epoch(self.generator))
+        while not max_steps or n_batches < max_steps:
+            # a truncated epoch (benchmarks, smoke runs) runs the first batches of this shuffle
+            with self._region("sample"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            terms = self.step(batch)
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0) + v.detach()
+                sums[k] = sums.get(k, 0) + v
             n_batches += 1
-            if max_steps and n_batches >= max_steps:
-                break  # a truncated epoch (benchmarks, smoke runs): the first batches of this shuffle
-            if n_batches % 20 == 0 and bar.disable is False:
-                post = {"loss": f"{float(loss.detach()):.4f}"}
+            bar.update(1)
+            if show and n_batches % 20 == 0:
+                post = {"loss": f"{float(sum(v for k, v in terms.items() if not k.startswith('aux_'))):.4f}"}
                 if self.device.type == "cuda":
                     post["gpu_mb"] = f"{torch.cuda.max_memory_allocated(self.device) / 2**20:.0f}"
                 bar.set_postfix(post)
@@ -185,16 +262,27 @@ class Trainer:
         out["loss"] = sum(v for k, v in out.items() if not k.startswith("aux_"))
         return out
 
+    def evaluate(self) -> Dict[str, float]:
+        """One valid evaluation (the ``eval`` phase); its seconds join :attr:`eval_seconds`."""
+        with self._phase("eval"):
+            metrics = self.valid.evaluate(self.model)
+        self.eval_seconds.append(self.valid.last_seconds)
+        for cb in self.callbacks:
+            cb.on_evaluation(self, metrics)
+        return metrics
+
+    def _improves(self, score: float) -> bool:
+        # strict improvement, as MMRec
+        return score < self.best_score if self.minimise else score > self.best_score
+
     def fit(self) -> dict:
         cfg = self.cfg
         max_epochs = int(cfg["epochs"])
-        trainable = self.sampler is not None and any(p.requires_grad for p in self.model.parameters())
-        if not trainable or max_epochs == 0:
-            with self.probe.phase("eval"):
-                self.best_valid = self.valid.evaluate(self.model)
-            self.eval_seconds.append(self.valid.last_seconds)
+        if self.sampler is None or not self.model.trainable() or max_epochs == 0:
+            self.best_valid = self.evaluate()
             self.best_epoch = 0
-            checkpoint.save(self._path("best.pt"), self.model, epoch=0, valid=self.best_valid)
+            if self.checkpoints:
+                checkpoint.save(self._path("best.pt"), self.model, epoch=0, valid=self.best_valid)
             self.stop_reason = "nothing to train"
             return self.summary()
         t_start = time.perf_counter()
@@ -203,35 +291,37 @@ class Trainer:
                           dynamic_ncols=True)
         while self.epoch < max_epochs:
             t0 = time.perf_counter()
-            with self.probe.phase("train"):
-                terms = self._train_epoch(f"epoch {self.epoch + 1}")
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+            with self._phase("train"):
+                terms = self.train_epoch()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
             train_s = time.perf_counter() - t0
             self.epoch += 1
             self.train_seconds.append(train_s)
             rec: Dict[str, Any] = {"epoch": self.epoch, "train_s": round(train_s, 4),
                                    "lr": self.opt.param_groups[0]["lr"], **{k: round(v, 6) for k, v in terms.items()}}
             if self.epoch % int(cfg.get("eval_every", 1)) == 0 or self.epoch == max_epochs:
-                with self.probe.phase("eval"):
-                    valid = self.valid.evaluate(self.model)
-                self.eval_seconds.append(self.valid.last_seconds)
+                valid = self.evaluate()
                 rec["eval_s"] = round(self.valid.last_seconds, 4)
                 rec["valid"] = valid
                 if self.metric not in valid:
                     raise KeyError(f"valid_metric {self.metric!r} is not computed; have {sorted(valid)}")
                 score = valid[self.metric]
-                if score > self.best_score:  # strict improvement, as MMRec
+                if self._improves(score):
                     self.best_score, self.best_epoch, self.best_valid = score, self.epoch, valid
                     self.bad_epochs = 0
-                    checkpoint.save(self._path("best.pt"), self.model, epoch=self.epoch, valid=valid)
+                    if self.checkpoints:
+                        checkpoint.save(self._path("best.pt"), self.model, epoch=self.epoch, valid=valid)
                     rec["best"] = True
                 else:
                     self.bad_epochs += 1
             self.history.append(rec)
-            with open(self._path("epochs.jsonl"), "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            checkpoint.save(self._path("last.pt"), self.model, trainer=self._state())
+            if self.checkpoints:
+                with open(self._path("epochs.jsonl"), "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                checkpoint.save(self._path("last.pt"), self.model, trainer=self._state())
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, rec)
             if _TEST_EPOCH_SLEEP:  # lets the kill/resume test interrupt a tiny run between epochs
                 time.sleep(_TEST_EPOCH_SLEEP)
             epochs_bar.update(1)

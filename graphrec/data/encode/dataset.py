@@ -11,7 +11,7 @@ from graphrec.data.encode.text import encode_text
 from graphrec.data.features import ItemFeatures
 
 if TYPE_CHECKING:
-    from graphrec.datasets.base import Dataset
+    from graphrec.data.dataset import Dataset
 
 MODALITIES = ("text", "image")
 

@@ -1,29 +1,28 @@
-"""A run, end to end: config -> dataset -> split -> graphs -> model -> train -> test once.
+"""The composition root of one run: config -> dataset -> split -> graphs -> model -> task
+(sampler, evaluators) -> trainer -> test once -> run record.
 
 This is the only place where the stages meet; each stage only consumes what the previous one
-produced (DESIGN.md, "The flow").
+produced (DESIGN.md, "The flow"). It sits above `graphrec.train`, which only trains.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
-import platform
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Optional
 
 import torch
 
 from graphrec import config as config_mod
-from graphrec.bench.memory import PhaseProbe
+from graphrec.data.dataset import Dataset
 from graphrec.data.split import Split
-from graphrec.datasets.base import Dataset
-from graphrec.eval.ranking import RankingEvaluator
-from graphrec.graphs import native_spmm
+from graphrec.environment import environment
 from graphrec.models import ModelContext, Recommender, get_model
 from graphrec.train import checkpoint
-from graphrec.train.samplers import sampler_for
-from graphrec.train.trainer import Trainer
+from graphrec.train.probe import PhaseProbe
+from graphrec.train.tasks import Evaluator, Sampler, task_of
+from graphrec.train.trainer import Callback, Trainer
 from graphrec.utils import atomic_write_json, resolve_device, seed_everything
 
 
@@ -93,14 +92,21 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
     return Prepared(cfg, dataset, split, model, device, probe, meta)
 
 
-def evaluators(p: Prepared) -> tuple[RankingEvaluator, RankingEvaluator]:
-    e = p.cfg["eval"]
-    kw = dict(ks=e["ks"], metrics=e["metrics"], device=p.device, user_chunk=int(e["user_chunk"]),
-              train=p.split.train, screen=str(e.get("screen", "auto")))
-    valid = RankingEvaluator(p.split.valid, [p.split.train], **kw)
-    test_mask = [p.split.train, p.split.valid] if e.get("mask_valid_in_test") else [p.split.train]
-    test = RankingEvaluator(p.split.test, test_mask, **kw)
-    return valid, test
+def evaluators(p: Prepared) -> tuple[Evaluator, Evaluator]:
+    """(valid, test) evaluators of the model's task."""
+    return task_of(p.model).evaluators(p.model, p.split, p.cfg, p.device)
+
+
+def sampler(p: Prepared) -> Optional[Sampler]:
+    """Training batches of the model's task (None for a model with nothing to train)."""
+    return task_of(p.model).sampler(p.model, p.split, p.cfg, p.device)
+
+
+def trainer_for(p: Prepared, valid: Evaluator, run_dir: str, callbacks: Iterable[Callback] = (),
+                checkpoints: bool = True) -> Trainer:
+    """The trainer of a prepared run, with its task's sampler."""
+    return Trainer(p.model, sampler(p), valid, p.cfg["train"], run_dir, p.device, int(p.cfg["seed"]),
+                   p.probe, callbacks=list(callbacks), checkpoints=checkpoints)
 
 
 def new_run_dir(cfg: dict, out: Optional[str]) -> str:
@@ -114,16 +120,6 @@ def new_run_dir(cfg: dict, out: Optional[str]) -> str:
         raise FileExistsError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
     os.makedirs(run_dir, exist_ok=True)
     return run_dir
-
-
-def _environment(device: torch.device) -> dict:
-    import torch_geometric
-
-    from graphrec.bench.environment import device_name
-    return {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
-            "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "device": str(device), "device_name": device_name(device),
-            "sparse_product": native_spmm.backend(device)}
 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
@@ -159,11 +155,7 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
     if split is None:
         p.split.save(run_dir)
     valid_eval, test_eval = evaluators(p)
-    sampler = None
-    if p.model.batch_kind == "bpr":
-        t = cfg["train"]
-        sampler = sampler_for(p.model, p.split.train, t, p.device)
-    trainer = Trainer(p.model, sampler, valid_eval, cfg["train"], run_dir, p.device, int(cfg["seed"]), p.probe)
+    trainer = trainer_for(p, valid_eval, run_dir)
     if resume:
         trainer.resume()
     elif cfg["train"].get("init_from"):
@@ -175,7 +167,8 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
     with p.probe.phase("test"):
         test = test_eval.evaluate(p.model)
     result = {
-        "model": cfg["model"], "dataset": cfg["dataset"], "seed": cfg["seed"], "run_dir": run_dir,
+        "model": cfg["model"], "task": p.model.task, "dataset": cfg["dataset"], "seed": cfg["seed"],
+        "run_dir": run_dir,
         **summary, "test": test,
         "n_users": p.split.n_users, "n_items": p.split.n_items, "split": p.split.sizes(),
         "split_hash": p.split.hash(), "split_method": p.split.method,
@@ -184,7 +177,7 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
         "config_hash": config_mod.config_hash(cfg),
         "graph_build_s": round(p.probe.phases.get("graph_build", {}).get("seconds", 0.0), 4),
         "graphs": p.graph_meta, "phases": p.probe.phases, "peak_mem_mb": round(p.probe.peak_mb(), 1),
-        **_environment(p.device),
+        **environment(p.device),
     }
     atomic_write_json(os.path.join(run_dir, "result.json"), result)
     if not quiet:

@@ -1,4 +1,4 @@
-"""The `Dataset` record every loader returns."""
+"""The `Dataset` record every loader returns (loaders live in `graphrec.datasets`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
