@@ -5,12 +5,13 @@ from graphrec.data.interactions import IdMap, Interactions
 from graphrec.data.readers import (from_columns, from_indices, read_interactions, read_mmrec_inter,
                                    read_movielens, read_recbole_inter, read_table)
 from graphrec.data.sequences import Sequences
-from graphrec.data.split import (Split, dataset_split, loo_labels, make_split, per_user_counts, random_labels,
-                                 split_from_labels, split_labels)
+from graphrec.data.split import (DEFAULT_HOLDOUT, Split, dataset_split, loo_labels, make_split, per_user_counts,
+                                 random_labels, split_from_labels, split_labels, user_labels)
 from graphrec.data.dataset import Dataset
 from graphrec.data.export import export_mmrec
 
-__all__ = ["Dataset", "IdMap", "Interactions", "ItemFeatures", "Sequences", "Split", "align_rows", "dataset_split", "dedupe",
+__all__ = ["DEFAULT_HOLDOUT", "Dataset", "IdMap", "Interactions", "ItemFeatures", "Sequences", "Split", "align_rows", "dataset_split", "dedupe",
            "export_mmrec", "from_columns", "from_indices", "kcore", "load_features", "load_npy", "load_table",
            "loo_labels", "make_split", "per_user_counts", "random_labels", "read_interactions", "read_mmrec_inter",
-           "read_movielens", "read_recbole_inter", "read_table", "split_from_labels", "split_labels", "to_implicit"]
+           "read_movielens", "read_recbole_inter", "read_table", "split_from_labels", "split_labels", "to_implicit",
+           "user_labels"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from graphrec.data.interactions import IdMap, Interactions
-from graphrec.utils import atomic_write_json, content_hash
+from graphrec.utils import atomic_write_json, content_hash, log
 
 
 @dataclass
@@ -102,7 +102,10 @@ class Split:
 # (in their given order), the timestamps and the seed: numpy's `default_rng(seed)` is the only
 # source of randomness, so the same log and seed give the same split bit for bit.
 
-METHODS = ("random", "temporal", "loo", "global_time", "predefined")
+METHODS = ("random", "temporal", "loo", "global_time", "user", "predefined")
+#: default fraction of a held-out user's chronological history that becomes next-item targets in
+#: the user-level split (the rest is the input history; `graphrec.eval.sequential`)
+DEFAULT_HOLDOUT = 0.2
 _EPS = 1e-9  # 0.2 * 15 is 3.0000000000000004 in floats; floor(n * r + eps) keeps counts exact
 
 
@@ -193,15 +196,46 @@ def temporal_labels(inter: Interactions, ratios: tuple[float, float, float] = (0
 
 
 def loo_labels(inter: Interactions) -> np.ndarray:
-    """Leave-one-out: each user's latest row -> test, second latest -> valid, the rest -> train.
-    Users with 2 rows give no valid row; users with 1 row stay in train only."""
+    """Leave-one-out, chronological per user (timestamp order, row order on ties): each user's
+    latest row -> test, second latest -> valid, the rest -> train.
+    Users with 2 rows give no valid row (one train + one test row); users with 1 row stay in
+    train only (a user must have history to be judged). Both counts are logged."""
     user = inter.user.numpy()
     rows, rank, size = _user_groups(user, _time_order(inter, "leave-one-out"))
     from_end = size - 1 - rank
     lab = np.where((from_end == 0) & (size >= 2), 2, np.where((from_end == 1) & (size >= 3), 1, 0))
     labels = np.empty(user.size, dtype=np.int8)
     labels[rows] = lab
+    first = rank == 0  # one entry per user
+    n1, n2 = int((size[first] == 1).sum()), int((size[first] == 2).sum())
+    if n1 or n2:
+        log.info("%s: leave-one-out split: %d user(s) with 1 row kept in train only, %d user(s) with 2 rows "
+                 "have no valid row", inter.source or "interactions", n1, n2)
     return labels
+
+
+def user_labels(inter: Interactions, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                seed: int = 999) -> np.ndarray:
+    """User-level split (Demure's protocol): the users that have rows are shuffled with
+    ``numpy.random.default_rng(seed).permutation`` and cut ``floor(n * r_train)`` train users,
+    ``floor(n * r_valid)`` valid users, the rest test users; every row of a user gets its user's
+    label, so valid and test hold whole histories of users never seen in training. The next-item
+    evaluator cuts each held-out history into input and targets (`Split.params['holdout']`)."""
+    ratios = _check_ratios(ratios)
+    user = inter.user.numpy()
+    active = np.unique(user)
+    perm = np.random.default_rng(seed).permutation(active)
+    n = active.size
+    ntr = int(np.floor(n * ratios[0] + _EPS))
+    nva = int(np.floor(n * ratios[1] + _EPS))
+    group = np.zeros(inter.n_users, dtype=np.int8)
+    group[perm[ntr:ntr + nva]] = 1
+    group[perm[ntr + nva:]] = 2
+    if n and (ntr == 0 or (ratios[1] > 0 and nva == 0) or (ratios[2] > 0 and ntr + nva == n)):
+        log.warning("%s: user-level split of %d user(s) at ratios %s leaves a part without users "
+                    "(%d train, %d valid, %d test)", inter.source or "interactions", n, list(ratios),
+                    ntr, nva, n - ntr - nva)
+    return group[user]
 
 
 def global_time_labels(inter: Interactions, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> np.ndarray:
@@ -236,10 +270,18 @@ def split_from_labels(inter: Interactions, labels: np.ndarray | torch.Tensor, me
 
 
 def make_split(inter: Interactions, method: str = "random", ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
-               seed: int = 999, labels: Optional[np.ndarray | torch.Tensor] = None) -> Split:
+               seed: int = 999, labels: Optional[np.ndarray | torch.Tensor] = None,
+               holdout: float = DEFAULT_HOLDOUT) -> Split:
     """One entry point for every rule: ``random`` (per-user, MMRec), ``temporal`` (per-user),
-    ``loo`` (leave-one-out), ``global_time`` (one cut in time over the whole log), ``predefined``
-    (``labels``, e.g. MMRec's ``x_label``)."""
+    ``loo`` (leave-one-out), ``global_time`` (one cut in time over the whole log), ``user``
+    (user-level, whole users to train/valid/test; ``holdout`` is recorded for the evaluator),
+    ``predefined`` (``labels``, e.g. MMRec's ``x_label``)."""
+    if method == "user":
+        if not 0.0 < float(holdout) < 1.0:
+            raise ValueError(f"user-level split: holdout must be in (0, 1), got {holdout!r}")
+        lab = user_labels(inter, ratios, seed)
+        return split_from_labels(inter, lab, method=method, seed=seed,
+                                 params={"ratios": list(_check_ratios(ratios)), "holdout": float(holdout)})
     if method == "random":
         lab = random_labels(inter, ratios, seed)
     elif method == "temporal":
@@ -266,17 +308,19 @@ def split_labels(split: Split) -> tuple[Interactions, np.ndarray]:
 
 
 def dataset_split(dataset, method: str = "auto", seed: int = 999,
-                  ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
+                  ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                  holdout: float = DEFAULT_HOLDOUT, auto: str = "random") -> Split:
     """The split of a `graphrec.datasets.Dataset`: ``auto`` = its predefined split when the source
-    fixes one (MMRec ``x_label``), otherwise the per-user random rule; any other method goes to
-    `make_split` on the full log."""
+    fixes one (MMRec ``x_label``), otherwise the rule ``auto`` (the task's own: per-user random for
+    pairwise models, leave-one-out for next-item models); any other method goes to `make_split` on
+    the full log."""
     if method == "auto":
         if dataset.split is not None:
             return dataset.split
-        method = "random"
+        method = auto
     if method == "predefined":
         if dataset.split is None:
-            raise ValueError(f"dataset {dataset.name!r} has no predefined split; use random, temporal, loo "
-                             f"or global_time")
+            raise ValueError(f"dataset {dataset.name!r} has no predefined split; use random, temporal, loo, "
+                             f"global_time or user")
         return dataset.split
-    return make_split(dataset.interactions, method=method, ratios=ratios, seed=seed)
+    return make_split(dataset.interactions, method=method, ratios=ratios, seed=seed, holdout=holdout)

@@ -1,16 +1,17 @@
 """Dataset registry: ``load(name, **kwargs) -> Dataset``.
 
-Names: ``synthetic`` (embedded default), ``synthetic-baby`` / ``-sports`` / ``-clothing`` (MMRec-sized
-presets), ``ml-100k`` (real MovieLens-100K, ``ml-100k:<content_dir>`` adds TMDB overviews and
-posters), ``mmrec:<dir>`` (any MMRec-layout directory), ``recbole-seq:<dir>`` (UniSRec/RecBole
-sequential sets). A name ``prefix:<arg>`` passes ``<arg>`` as the loader's path argument.
+Names: ``synthetic`` (embedded default), ``synthetic-seq`` (sequences with planted successors),
+``synthetic-baby`` / ``-sports`` / ``-clothing`` (MMRec-sized presets), ``ml-100k`` (real
+MovieLens-100K, ``ml-100k:<content_dir>`` adds TMDB overviews and posters), ``mmrec:<dir>`` (any
+MMRec-layout directory), ``recbole-seq:<dir>`` (UniSRec/RecBole sequential sets). A name
+``prefix:<arg>`` passes ``<arg>`` as the loader's path argument.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from graphrec.datasets.base import Dataset
+from graphrec.data.dataset import Dataset
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ def _register_builtin() -> None:
 
     register("synthetic", synthetic.load_synthetic,
              "embedded default: ~1.5k users, ~800 items, ~48k interactions, planted clusters, image+text")
+    register("synthetic-seq", synthetic.load_synthetic_seq,
+             "sequential synthetic: 1,000 users, 500 items, sequences of 10-40 items following a planted "
+             "successor of each item with probability 0.8")
     for preset, (nu, ni, nx) in synthetic.PRESETS.items():
         register(preset, partial(synthetic.load_preset, preset),
                  f"synthetic at MMRec scale: {nu:,} users, {ni:,} items, {nx:,} interactions, "

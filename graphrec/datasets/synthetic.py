@@ -27,6 +27,9 @@ Generative model (all draws from one seeded ``torch.Generator``):
 Items never drawn are given one interaction taken from a row of a very popular item (a new item
 for that user, so no duplicate), so every item in the id map has at least one interaction; the
 number of such moves is logged.
+
+`generate_sequential` (dataset ``synthetic-seq``) is a separate generator of chronological
+sequences with planted item-to-item transitions; its docstring states its equations.
 """
 from __future__ import annotations
 
@@ -206,3 +209,94 @@ def load_preset(preset: str, **kwargs) -> Dataset:
     opts = {"n_clusters": 50, "dims": dict(PRESET_DIMS), "name": preset}
     opts.update(kwargs)
     return generate(n_users, n_items, n_inter, **opts)
+
+
+def generate_sequential(n_users: int = 1000, n_items: int = 500, *, min_len: int = 10, max_len: int = 40,
+                        follow_prob: float = 0.8, popularity_exponent: float = 0.75, seed: int = 0,
+                        name: str = "synthetic-seq") -> Dataset:
+    r"""Chronological sequences with a planted successor for every item (``synthetic-seq``).
+
+    Generative model (all draws from one seeded ``torch.Generator``):
+
+    * Successor: a random cyclic order :math:`o` of the items gives
+      :math:`\mathrm{succ}(o_k) = o_{(k+1) \bmod I}`, one permutation with a single cycle, so a
+      chain of successors never returns to an item before visiting all the others.
+    * Popularity: :math:`\pi_i \propto \mathrm{rank}_i^{-\alpha}` (ranks a random permutation,
+      :math:`\alpha` = ``popularity_exponent``).
+    * Length: :math:`n_u \sim \mathcal{U}\{\text{min\_len}, \dots, \text{max\_len}\}`.
+    * Sequence :math:`s_u = (i_1, \dots, i_{n_u})` without repeats (:math:`C_t` = items consumed
+      before step t)::
+
+          i_1     ~ Categorical(pi)
+          i_{t+1} = succ(i_t)                        with probability p, if succ(i_t) not in C_t
+                  ~ Categorical(pi restricted to items not in C_t)   otherwise
+
+      (``p`` = ``follow_prob``). Timestamps are positions ``0..n_u - 1``.
+
+    ``ground_truth``: ``successor`` (LongTensor[I], ``succ(i)``), ``popularity`` (:math:`\pi`) and
+    ``followed`` (BoolTensor per row: the row's item is its predecessor's successor by the
+    ``p``-branch). An oracle that ranks ``succ(last item)`` first finds about ``p`` of the next
+    items; popularity finds few. ``meta['sequences']`` is the `Sequences` view. No features.
+    """
+    from graphrec.data.sequences import Sequences
+
+    t0 = time.perf_counter()
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"{name}: need 1 <= min_len <= max_len, got {min_len}, {max_len}")
+    if max_len > n_items:
+        raise ValueError(f"{name}: sequences of up to {max_len} distinct items need at least that many items, "
+                         f"got {n_items}")
+    if n_users < 1:
+        raise ValueError(f"{name}: need at least one user, got {n_users}")
+    if not 0.0 <= follow_prob <= 1.0:
+        raise ValueError(f"{name}: follow_prob must be in [0, 1], got {follow_prob}")
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n_items, generator=gen)
+    successor = torch.empty(n_items, dtype=torch.long)
+    successor[order] = order.roll(-1)
+    rank = torch.randperm(n_items, generator=gen) + 1
+    popularity = rank.double().pow(-popularity_exponent)
+    popularity = (popularity / popularity.sum()).float()
+    log_pop = popularity.log()
+    lengths = torch.randint(min_len, max_len + 1, (n_users,), generator=gen)
+
+    seq = torch.empty(n_users, max_len, dtype=torch.long)
+    followed = torch.zeros(n_users, max_len, dtype=torch.bool)
+    chunk = max(1, min(n_users, (1 << 22) // n_items))
+    for s in range(0, n_users, chunk):  # loops over user chunks and positions; users are vectorised
+        e = min(n_users, s + chunk)
+        rows = torch.arange(e - s)
+        consumed = torch.zeros(e - s, n_items, dtype=torch.bool)
+        prev = None
+        for t in range(max_len):
+            u01 = torch.rand(e - s, n_items, generator=gen).clamp_(min=1e-12)
+            logits = (log_pop - torch.log(-torch.log(u01))).masked_fill_(consumed, float("-inf"))
+            nxt = logits.argmax(1)  # Gumbel-max: a draw from pi over the unconsumed items
+            coin = torch.rand(e - s, generator=gen) < follow_prob
+            if prev is not None:
+                succ = successor[prev]
+                follow = coin & ~consumed[rows, succ]
+                nxt = torch.where(follow, succ, nxt)
+                followed[s:e, t] = follow
+            consumed[rows, nxt] = True
+            seq[s:e, t] = nxt
+            prev = nxt
+    keep = torch.arange(max_len).unsqueeze(0) < lengths.unsqueeze(1)
+    user = torch.arange(n_users).unsqueeze(1).expand(-1, max_len)[keep]
+    item = seq[keep]
+    ts = torch.arange(max_len).unsqueeze(0).expand(n_users, -1)[keep]
+    umap, imap = IdMap(np.arange(n_users), "user"), IdMap(np.arange(n_items), "item")
+    inter = Interactions(user, item, umap, imap, timestamp=ts, source=name)
+    params = dict(n_users=n_users, n_items=n_items, min_len=min_len, max_len=max_len, follow_prob=follow_prob,
+                  popularity_exponent=popularity_exponent, seed=seed)
+    gt = {"successor": successor, "popularity": popularity, "followed": followed[keep]}
+    log.info("%s: %d users, %d items, %d interactions generated in %.2fs", name, n_users, n_items, len(inter),
+             time.perf_counter() - t0)
+    return Dataset(name, inter, ground_truth=gt,
+                   meta={"generator": params, "sequences": Sequences.from_interactions(inter)})
+
+
+def load_synthetic_seq(**kwargs) -> Dataset:
+    """The sequential default: 1,000 users, 500 items, sequences of 10-40 items whose next item is
+    the last one's planted successor with probability 0.8 (`generate_sequential`)."""
+    return generate_sequential(**kwargs)

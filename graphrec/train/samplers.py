@@ -1,4 +1,5 @@
-"""Vectorised (user, pos, neg) batch sampling for BPR-style training."""
+"""Vectorised training batches: (user, pos, neg) triples for BPR-style training (`BPRSampler`) and
+shifted-sequence windows for next-item training (`SequenceSampler`)."""
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator
@@ -6,6 +7,7 @@ from typing import Any, Dict, Iterator
 import torch
 
 from graphrec.data.interactions import Interactions
+from graphrec.data.sequences import Sequences, segment_index
 
 
 class BPRSampler:
@@ -98,3 +100,90 @@ def sampler_for(model: Any, train: Interactions, cfg: Dict[str, Any], device: to
     return BPRSampler(train, batch_size=int(cfg["batch_size"]),
                       num_neg=model.negatives_per_pair(int(cfg["num_neg"])),
                       mode=cfg["neg_sampling"], alpha=float(cfg["neg_alpha"]), device=device)
+
+
+class SequenceSampler:
+    r"""Shifted-sequence training windows of the chronological training sequences (``next_item``).
+
+    A user's sequence :math:`(i_1, \dots, i_n)` is cut from its end into windows of at most
+    ``max_len + 1`` items that overlap by one item, ``[n - L - 1, n)``, ``[n - 2L - 1, n - L)``, ...
+    (``L = max_len``, 0-based, clipped at 0), so each transition :math:`i_t \to i_{t+1}` is a
+    target exactly once per epoch. A window's input ``seq`` is its items but the last, its
+    ``target`` its items but the first (``target[:, c]`` follows ``seq[:, c]``), both left-padded
+    with PAD = ``n_items`` to ``L`` columns, the latest item in the last column. Sequences of one
+    item give no window. Windows are located once at construction (start, length, user: vectorised)
+    and each batch's are gathered when it is yielded, so memory is O(windows), not O(windows x L).
+
+    ``num_neg=1`` adds ``neg`` [B, L]: one uniform negative per target position among the items
+    that occur in training, never an item of that user's training sequence (vectorised rejection,
+    `BPRSampler.negatives`), PAD where ``target`` is PAD. All randomness comes from the generator.
+    """
+
+    def __init__(self, train: Interactions, max_len: int = 50, batch_size: int = 2048, num_neg: int = 0,
+                 device: torch.device | str = "cpu"):
+        if int(max_len) < 1:
+            raise ValueError(f"sequence sampler: max_len must be >= 1, got {max_len}")
+        if int(num_neg) not in (0, 1):
+            raise ValueError(f"sequence sampler: num_neg must be 0 (no negatives) or 1 (one per position), "
+                             f"got {num_neg}")
+        self.device = torch.device(device)
+        self.max_len = int(max_len)
+        self.batch_size = int(batch_size)
+        self.num_neg = int(num_neg)
+        self.n_items = train.n_items
+        self.pad = train.n_items
+        seqs = Sequences.from_interactions(train)
+        lens = seqs.lengths()
+        L = self.max_len
+        n_win = torch.div((lens - 1).clamp(min=0) + L - 1, L, rounding_mode="floor")  # ceil((n-1)/L)
+        if int(n_win.sum()) == 0:
+            raise ValueError(f"{train.source or 'training split'}: no training sequence has 2 or more items, "
+                             f"so there is no next-item transition to train on")
+        user, j = segment_index(torch.zeros_like(n_win), n_win)  # j-th window of user, from the end
+        end = lens.index_select(0, user) - j * L                  # exclusive, inside the sequence
+        begin = (end - L - 1).clamp(min=0)
+        self.win_user = user.to(self.device)
+        self.win_start = (seqs.indptr.index_select(0, user) + begin).to(self.device)  # flat index
+        self.win_len = (end - begin - 1).to(self.device)                               # transitions
+        self.items = seqs.items.to(self.device)
+        self._neg = BPRSampler(train, batch_size=self.batch_size, num_neg=1, device=self.device) if num_neg else None
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.win_user.numel())
+
+    def __len__(self) -> int:
+        return (self.n_windows + self.batch_size - 1) // self.batch_size
+
+    def windows(self, index: torch.Tensor | None = None) -> Dict[str, torch.Tensor]:
+        """``seq``, ``target`` [B, max_len] and ``user`` [B] of the windows ``index`` (all when None)."""
+        index = (torch.arange(self.n_windows, device=self.device) if index is None
+                 else torch.as_tensor(index, dtype=torch.long, device=self.device))
+        n = self.win_len.index_select(0, index)
+        off = torch.arange(self.max_len, device=self.device).unsqueeze(0) - (self.max_len - n).unsqueeze(1)
+        valid = off >= 0
+        src = self.win_start.index_select(0, index).unsqueeze(1) + off.clamp(min=0)  # in range: n >= 1
+        pad = torch.full_like(src, self.pad)
+        return {"seq": torch.where(valid, self.items[src], pad),
+                "target": torch.where(valid, self.items[src + 1], pad),
+                "user": self.win_user.index_select(0, index)}
+
+    def negatives(self, batch: Dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """One negative per target position of ``batch`` (PAD where the target is PAD)."""
+        if self._neg is None:
+            raise ValueError("sequence sampler was built with num_neg=0: it draws no negatives")
+        target = batch["target"]
+        real = target != self.pad
+        neg = torch.full_like(target, self.pad)
+        users = batch["user"].unsqueeze(1).expand_as(target)[real]
+        neg[real] = self._neg.negatives(users, generator)
+        return neg
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Dict[str, torch.Tensor]]:
+        """Batches of one epoch: the windows in a random order drawn from ``generator``."""
+        perm = torch.randperm(self.n_windows, generator=generator, device=self.device)
+        for s in range(0, perm.numel(), self.batch_size):
+            batch = self.windows(perm[s:s + self.batch_size])
+            if self._neg is not None:
+                batch["neg"] = self.negatives(batch, generator)
+            yield batch
