@@ -1,4 +1,4 @@
-"""Small shared helpers: content hashing, logging, seeding, device choice."""
+"""Small shared helpers: content hashing, logging, seeding, device choice, safe names."""
 from __future__ import annotations
 
 import hashlib
@@ -6,10 +6,13 @@ import json
 import logging
 import os
 import random
+import unicodedata
 from typing import Any, Iterable
 
 import numpy as np
 import torch
+
+from graphrec.errors import UnsafeNameError
 
 log = logging.getLogger("graphrec")
 if not log.handlers:
@@ -108,3 +111,44 @@ def torch_save_atomic(obj: Any, path: str) -> None:
 def chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
     for start in range(0, n, size):
         yield start, min(n, start + size)
+
+
+#: longest name accepted by `safe_name` (file systems allow 255 bytes; the rest is left for suffixes)
+MAX_NAME_LEN = 128
+#: Unicode categories never allowed in a name: controls (NUL, newline, ESC, DEL, C1), invisible
+#: format characters (bidirectional overrides, zero-width), surrogates, line/paragraph separators
+_BAD_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def safe_name(name: Any, what: str) -> str:
+    """``name`` unchanged if it can be used as one plain file or directory name, else
+    `UnsafeNameError` with one line saying which ``what`` (e.g. ``"run name"``) was refused and why.
+
+    Refused: non-strings, empty names, path separators (``/``, ``\\``), ``..``, leading dots or
+    dashes (hidden files, ``.``, options), leading/trailing whitespace, NUL, control and invisible
+    format characters, and names longer than `MAX_NAME_LEN` characters. Call it before anything
+    is created from the name.
+    """
+    if not isinstance(name, str):
+        raise UnsafeNameError(f"{what} {repr(name)[:60]} refused: expected a string, got {type(name).__name__}")
+    shown = repr(name if len(name) <= 60 else name[:60] + "...")  # repr: control characters stay escaped
+    why = None
+    if not name:
+        why = "it is empty"
+    elif len(name) > MAX_NAME_LEN:
+        why = f"it is {len(name)} characters long (at most {MAX_NAME_LEN})"
+    elif "/" in name or "\\" in name or (os.altsep and os.altsep in name):
+        why = "it contains a path separator"
+    elif ".." in name:
+        why = "it contains '..'"
+    elif name[0] in ".-":
+        why = f"it starts with {name[0]!r}"
+    elif name != name.strip():
+        why = "it starts or ends with whitespace"
+    else:
+        bad = next((c for c in name if unicodedata.category(c) in _BAD_CATEGORIES), None)
+        if bad is not None:
+            why = f"it contains the control or invisible character U+{ord(bad):04X}"
+    if why:
+        raise UnsafeNameError(f"{what} {shown} refused: {why} (it becomes a file or directory name)")
+    return name

@@ -146,7 +146,7 @@ def test_cli_info_json(tmp_path, capsys):
     info = json.loads((tmp_path / "i.json").read_text())
     assert info["modalities"] == {"image": 128, "text": 64}
     assert info["split"]["train"] + info["split"]["valid"] + info["split"]["test"] == info["interactions"]
-    assert main(["datasets", "info", "bogus"]) == 1
+    assert main(["datasets", "info", "bogus"]) == 2
     assert "known datasets" in capsys.readouterr().err
     assert main(["datasets", "export", "synthetic", "--out", str(tmp_path / "x")]) == 0
     back = load(f"mmrec:{tmp_path / 'x'}")

@@ -258,7 +258,7 @@ def test_cli_text_and_image_write_aligned_outputs(tmp_path, shapes):
     assert (tmp_path / "i.ids.txt").read_text() == "b\na\n" and i.shape == (2, 1280)
     assert np.allclose(i, encode_images([shapes[0], shapes[2]]).numpy(), atol=1e-5)
     assert main(["encode", "image", "--images", str(imgdir), "--id-pattern", "{id}.jpg", "--items", str(items),
-                 "--id-col", "item", "--out", str(tmp_path / "j.npy")]) == 1  # no .jpg: error policy
+                 "--id-col", "item", "--out", str(tmp_path / "j.npy")]) == 2  # no .jpg: error policy
 
 
 # --------------------------------------------------------------------------------- reference

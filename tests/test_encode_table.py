@@ -90,12 +90,12 @@ def test_ids_from_dir_matches_pattern_and_sorts_numerically(tmp_path):
         ids_from_dir(tmp_path, "poster.jpg")
 
 
-def test_cli_missing_column_exits_1_with_message(tmp_path, capsys):
+def test_cli_missing_column_exits_2_with_message(tmp_path, capsys):
     from graphrec.cli import main
 
     p = _csv(tmp_path, "id,title\n1,A\n")
     rc = main(["encode", "text", "--items", str(p), "--id-col", "id", "--text-cols", "title,plot",
                "--out", str(tmp_path / "t.npy")])
     err = capsys.readouterr().err
-    assert rc == 1 and "'plot'" in err and "available columns: id, title" in err
+    assert rc == 2 and "'plot'" in err and "available columns: id, title" in err
     assert not (tmp_path / "t.npy").exists()

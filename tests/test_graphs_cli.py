@@ -27,4 +27,4 @@ def test_build_graphs_cli(tmp_path, capsys):
     second = json.loads(out.read_text())
     assert all(g["cached"] for g in second["graphs"])
     assert [g["hash"] for g in second["graphs"]] == [g["hash"] for g in first["graphs"]]
-    assert main(["build-graphs", "--dataset", "no-such-set"]) == 1
+    assert main(["build-graphs", "--dataset", "no-such-set"]) == 2

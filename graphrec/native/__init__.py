@@ -9,7 +9,14 @@ through ctypes. They are accelerators, never requirements:
   torch's thread pool instead of competing with it for the cores;
 * without a compiler, when a build fails, or with ``GRAPHREC_NATIVE=0``, `load` returns None
   after logging one line, and callers use their torch code; a build without ``-march=native`` is
-  not attempted (the plain-SSE2 product was slower than torch's).
+  not attempted (the plain-SSE2 product was slower than torch's);
+* integrity: each build records the SHA-256 of the library beside it (``<lib>.so.sha256``). Before
+  every load the library is opened once, checked (a regular file owned by the user or root, not
+  writable by group or others, and so is its checksum file) and hashed, and the very file that was
+  hashed is handed to ``dlopen`` (through ``/proc/self/fd``), so a truncated, zeroed or swapped
+  library is never mapped (no SIGBUS, no planted code). A library that fails the check is rebuilt;
+  a cache folder owned by someone else or writable by group/others is refused outright (nothing is
+  built or loaded there: the torch code runs, with a logged warning).
 
 Users: `graphrec.graphs.native_spmm` (CSR products, CSR transpose),
 `graphrec.eval.screened_topk` (the screen's post-GEMM selection) and
@@ -22,12 +29,14 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
+from graphrec.errors import UnsafeFileError
 from graphrec.utils import log
 
 SOURCES = Path(__file__).parent
@@ -50,9 +59,14 @@ SIGNATURES: Dict[str, Dict[str, list]] = {
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
 ENV_SWITCH = "GRAPHREC_NATIVE"
 
+CHECKSUM_SUFFIX = ".sha256"
+
 _lock = threading.Lock()
 _libs: Dict[str, Optional[ctypes.CDLL]] = {}
 _why_not: Dict[str, str] = {}
+#: descriptors of the loaded libraries, kept open for the life of the process: the loader knows a
+#: library by the name it was opened under (/proc/self/fd/N), so N must never name another file
+_open_fds: List[int] = []
 
 
 def cache_dir() -> Path:
@@ -84,24 +98,156 @@ def _host_key() -> str:
     return info
 
 
-def _build(source: Path, cc: str) -> Path:
-    src = source.read_bytes()
-    key = hashlib.sha256(src + " ".join((cc,) + FLAGS).encode() + _host_key().encode()).hexdigest()[:16]
-    target = cache_dir() / f"{source.stem}-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+def library_path(source: Path, cc: str) -> Path:
+    """Where the library of ``source`` built by ``cc`` is cached (keyed by source, flags, CPU)."""
+    key = hashlib.sha256(source.read_bytes() + " ".join((cc,) + FLAGS).encode()
+                         + _host_key().encode()).hexdigest()[:16]
+    return cache_dir() / f"{source.stem}-{key}.so"
+
+
+def checksum_path(lib: Path) -> Path:
+    """The file recording the SHA-256 of ``lib`` at build time."""
+    return lib.with_name(lib.name + CHECKSUM_SUFFIX)
+
+
+def _unsafe(st: os.stat_result, what: str, path: Path) -> Optional[str]:
+    """Why a file or folder with status ``st`` cannot be trusted, or None: it must belong to this
+    user (or root, who can change anything anyway) and be writable by nobody else."""
+    if os.name != "posix":
+        return None
+    if st.st_uid not in (os.getuid(), 0):
+        return f"{what} {path} is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+    if st.st_mode & 0o022:
+        return (f"{what} {path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):03o}); "
+                f"fix with: chmod go-w {path}")
+    return None
+
+
+def _sha256_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        block = os.read(fd, 1 << 20)
+        if not block:
+            return h.hexdigest()
+        h.update(block)
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _recorded_checksum(lib: Path) -> Tuple[Optional[str], Optional[str]]:
+    """(the SHA-256 recorded for ``lib``, None) or (None, why there is no trustworthy one)."""
+    side = checksum_path(lib)
+    try:
+        fd = os.open(side, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None, f"no recorded checksum {side.name}"
+    except OSError as e:
+        return None, f"checksum file {side} unreadable ({e.strerror})"
+    try:
+        st = os.fstat(fd)
+        why = (f"checksum file {side} is not a regular file" if not stat.S_ISREG(st.st_mode)
+               else _unsafe(st, "checksum file", side))
+        if why:
+            return None, why
+        text = os.read(fd, 256).decode("ascii", "replace").split()
+    finally:
+        os.close(fd)
+    digest = text[0].lower() if text else ""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None, f"checksum file {side} is malformed"
+    return digest, None
+
+
+def _open_verified(lib: Path) -> Tuple[Optional[int], Optional[str]]:
+    """(an open descriptor of ``lib`` whose bytes match the recorded SHA-256, None) or
+    (None, why the cached library must not be loaded). The descriptor pins the verified file: it
+    is what `_dlopen` maps, whatever happens to the name afterwards."""
+    try:
+        fd = os.open(lib, _OPEN_FLAGS)
+    except OSError as e:
+        return None, f"cached library {lib} cannot be opened ({e.strerror})"
+    try:
+        st = os.fstat(fd)
+        why = (f"cached library {lib} is not a regular file" if not stat.S_ISREG(st.st_mode)
+               else _unsafe(st, "cached library", lib))
+        if why is None:
+            expected, why = _recorded_checksum(lib)
+            if why is None and _sha256_fd(fd) != expected:
+                why = (f"cached library {lib} ({st.st_size} bytes) does not match the SHA-256 recorded "
+                       f"when it was built (changed, truncated or replaced)")
+    except OSError as e:
+        why = f"cached library {lib} cannot be read ({e.strerror})"
+    if why is not None:
+        os.close(fd)
+        return None, why
+    return fd, None
+
+
+def _build(source: Path, cc: str, target: Path) -> int:
+    """Compile ``source`` into ``target`` (atomically), record its SHA-256 beside it, and return an
+    open descriptor of the built library (the exact bytes that were hashed)."""
+    folder = target.parent
+    fd, tmp = tempfile.mkstemp(prefix="tmp", suffix=".so", dir=folder)
     os.close(fd)
+    side_tmp = None
     try:
         proc = subprocess.run([cc, *FLAGS, "-o", tmp, str(source)], capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"{cc} {' '.join(FLAGS)} failed: {proc.stderr.strip()[-500:]}")
-        os.replace(tmp, target)
+        os.chmod(tmp, 0o755)  # whatever the umask: a group-writable library would be refused next time
+        lib_fd = os.open(tmp, _OPEN_FLAGS)
+        try:
+            digest = _sha256_fd(lib_fd)
+            sfd, side_tmp = tempfile.mkstemp(prefix="tmp", suffix=CHECKSUM_SUFFIX, dir=folder)
+            with os.fdopen(sfd, "w") as f:
+                f.write(f"{digest}  {target.name}\n")
+            os.chmod(side_tmp, 0o644)
+            # a reader between the two renames sees a mismatch and rebuilds: never a wrong load
+            os.replace(tmp, target)
+            os.replace(side_tmp, checksum_path(target))
+        except BaseException:
+            os.close(lib_fd)
+            raise
+        return lib_fd
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+        for p in (tmp, side_tmp):
+            if p and os.path.exists(p):
+                os.unlink(p)
+
+
+def _dlopen(fd: int, lib: Path) -> ctypes.CDLL:
+    """Map the file open as ``fd`` (verified), not whatever ``lib`` names by now."""
+    proc_fd = f"/proc/self/fd/{fd}"
+    if not os.path.exists(proc_fd):
+        os.close(fd)  # no /proc: load by name (the folder check above still applies)
+        return ctypes.CDLL(str(lib))
+    try:
+        handle = ctypes.CDLL(proc_fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    _open_fds.append(fd)
+    return handle
+
+
+def _library(name: str, source: Path, cc: str) -> ctypes.CDLL:
+    folder = cache_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    why = _unsafe(os.stat(folder), "cache folder", folder)
+    if why:  # someone else could plant a library there: neither build nor load
+        raise UnsafeFileError(why)
+    target = library_path(source, cc)
+    fd = None
+    if os.path.lexists(target):
+        fd, why = _open_verified(target)
+        if why:
+            level = log.info if why.startswith("no recorded checksum") else log.warning
+            level("native %s: %s; rebuilding it", name, why)
+    if fd is None:
+        fd = _build(source, cc, target)
+    return _dlopen(fd, target)
 
 
 def load(name: str, source: Optional[Path] = None) -> Optional[ctypes.CDLL]:
@@ -118,12 +264,15 @@ def load(name: str, source: Optional[Path] = None) -> Optional[ctypes.CDLL]:
             cc = compiler()
             if cc is None:
                 raise RuntimeError("no C compiler ($CC, cc, gcc) on PATH")
-            lib = ctypes.CDLL(str(_build(source or SOURCES / f"{name}.c", cc)))
+            lib = _library(name, source or SOURCES / f"{name}.c", cc)
             for fn_name, argtypes in SIGNATURES.get(name, {}).items():
                 fn = getattr(lib, fn_name)
                 fn.restype, fn.argtypes = ctypes.c_int, argtypes
             _why_not[name] = ""
-        except Exception as exc:  # any failure keeps the torch code; say so once
+        except UnsafeFileError as exc:  # a cache another user can write: a warning, not a note
+            _why_not[name] = f"refused: {exc}"
+            log.warning("native %s refused (%s); using torch", name, exc)
+        except Exception as exc:  # any other failure keeps the torch code; say so once
             _why_not[name] = str(exc)
             log.info("native %s not used (%s); using torch", name, exc)
         _libs[name] = lib
