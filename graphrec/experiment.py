@@ -9,21 +9,24 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Optional
 
 import torch
 
 from graphrec import config as config_mod
+from graphrec import rundir
 from graphrec.data.dataset import Dataset
 from graphrec.data.split import Split
 from graphrec.environment import environment
 from graphrec.models import ModelContext, Recommender, get_model
 from graphrec.train import checkpoint
 from graphrec.train.probe import PhaseProbe
-from graphrec.train.tasks import Evaluator, Sampler, task_of
+from graphrec.train.tasks import Evaluator, Sampler, get_task, task_of
 from graphrec.train.trainer import Callback, Trainer
-from graphrec.utils import atomic_write_json, resolve_device, seed_everything
+from graphrec.errors import MissingFileError, RunDirError
+from graphrec.utils import atomic_write_json, resolve_device, safe_name, seed_everything
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Prepared:
     device: torch.device
     probe: PhaseProbe
     graph_meta: Dict[str, dict]
+    feature_hashes: Dict[str, str]
 
 
 def load_dataset(cfg: dict) -> Dataset:
@@ -43,9 +47,12 @@ def load_dataset(cfg: dict) -> Dataset:
 
 
 def split_for(dataset: Dataset, cfg: dict) -> Split:
+    """The configured split; ``auto`` is the dataset's own, else the model task's rule."""
     from graphrec.data.split import dataset_split
     d = cfg["data"]
-    return dataset_split(dataset, method=d["split"], seed=int(d["split_seed"]), ratios=tuple(d["ratios"]))
+    auto = get_task(get_model(cfg["model"]).task).default_split
+    return dataset_split(dataset, method=d["split"], seed=int(d["split_seed"]), ratios=tuple(d["ratios"]),
+                         holdout=float(d["holdout"]), auto=auto)
 
 
 def build_graphs(model_cls, hp: dict, split: Split, dataset: Dataset, cfg: dict) -> Dict[str, Any]:
@@ -80,6 +87,7 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
         graphs = build_graphs(model_cls, hp, split, dataset, cfg)
     seed_everything(int(cfg["seed"]), bool(cfg["train"].get("deterministic")))
     features = dataset.features.select(need) if need else None
+    feature_hashes = {m: features.hash(m) for m in need} if features is not None else {}
     ctx = ModelContext(n_users=split.n_users, n_items=split.n_items, train=split.train,
                        graphs={k: g.to(device) for k, g in graphs.items()}, features=features,
                        device=device, seed=int(cfg["seed"]))
@@ -89,12 +97,15 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
         # LightGCN) must not stay alive for the whole run
         dataset.features = None
     meta = {k: dict(g.meta) for k, g in graphs.items()}
-    return Prepared(cfg, dataset, split, model, device, probe, meta)
+    return Prepared(cfg, dataset, split, model, device, probe, meta, feature_hashes)
 
 
 def evaluators(p: Prepared) -> tuple[Evaluator, Evaluator]:
-    """(valid, test) evaluators of the model's task."""
-    return task_of(p.model).evaluators(p.model, p.split, p.cfg, p.device)
+    """(valid, test) evaluators of the model's task, or of the task named by ``eval.protocol``
+    (e.g. a pairwise model judged by the next-item protocol, beside sequence models)."""
+    protocol = str(p.cfg["eval"].get("protocol") or "task")
+    task = task_of(p.model) if protocol == "task" else get_task(protocol)
+    return task.evaluators(p.model, p.split, p.cfg, p.device)
 
 
 def sampler(p: Prepared) -> Optional[Sampler]:
@@ -110,16 +121,44 @@ def trainer_for(p: Prepared, valid: Evaluator, run_dir: str, callbacks: Iterable
 
 
 def new_run_dir(cfg: dict, out: Optional[str]) -> str:
+    """``out``, or ``<cfg.out>/<model>-<dataset>-s<seed>-<time>`` (names made path-safe)."""
     if out:
-        run_dir = out
-    else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        ds = str(cfg["dataset"]).replace(":", "_").replace("/", "_")[-40:]
-        run_dir = os.path.join(cfg.get("out") or "runs", f"{cfg['model']}-{ds}-s{cfg['seed']}-{stamp}")
-    if os.path.exists(os.path.join(run_dir, "result.json")) or os.path.exists(os.path.join(run_dir, "last.pt")):
-        raise FileExistsError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
-    os.makedirs(run_dir, exist_ok=True)
-    return run_dir
+        return out
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    ds = re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(cfg["dataset"])).replace("..", "_").strip("._-")[-40:]
+    name = safe_name(f"{cfg['model']}-{ds}-s{cfg['seed']}-{stamp}", "run name")
+    return os.path.join(cfg.get("out") or "runs", name)
+
+
+def fingerprint(p: Prepared) -> dict:
+    """What a run is made from (`graphrec.rundir`): config, interactions, split, item features."""
+    return {"config_hash": config_mod.config_hash(p.cfg), "dataset_hash": p.dataset.interactions.content_hash(),
+            "split_hash": p.split.hash(), "feature_hashes": p.feature_hashes}
+
+
+def _resume_config(run_dir: str, overrides: dict, model, dataset, config_files, seed, epochs, out,
+                   quiet: bool) -> dict:
+    """The saved config of ``run_dir`` with the changes a resumed run may take (more epochs, another
+    device, ...); anything else given with --resume is refused, never silently ignored."""
+    import yaml
+    given = [name for name, v in (("--model", model), ("--dataset", dataset), ("--config", list(config_files)),
+                                  ("--seed", seed), ("--out", out)) if v]
+    if given:
+        raise RunDirError(f"--resume {run_dir}: {', '.join(given)} cannot change in a resumed run; it continues "
+                          f"with its saved config.yaml")
+    if not rundir.is_run(run_dir):
+        raise RunDirError(f"{run_dir}: not a graphrec run directory (no run.json, or config.yaml and split.json)")
+    with open(os.path.join(run_dir, "config.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    ov = dict(overrides or {})
+    if epochs is not None:
+        ov.setdefault("train", {})["epochs"] = int(epochs)
+    if quiet:
+        ov.setdefault("train", {})["progress"] = False
+    changes = rundir.resumable_overrides(ov)
+    if changes:
+        cfg = config_mod.merge(cfg, ov, "--resume")
+    return cfg
 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
@@ -128,42 +167,84 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
     """Train and evaluate one model; returns (and writes) the result record.
 
     ``dataset`` is a registered name or an already loaded `Dataset` (its ``name`` is recorded).
-    ``resume=RUN_DIR`` continues an interrupted run from its ``last.pt`` with its saved config.
+    ``resume=RUN_DIR`` continues an interrupted run from its ``last.pt`` with its saved config; only
+    ``epochs``, ``quiet`` and the overrides of `graphrec.rundir.RESUMABLE` may come with it, and it
+    is refused when the config, dataset, split or item features differ from the run's start.
     """
     data_obj = dataset if isinstance(dataset, Dataset) else None
     if data_obj is not None:
         dataset = data_obj.name
     if resume:
         run_dir = resume
-        with open(os.path.join(run_dir, "config.yaml")) as f:
-            import yaml
-            cfg = yaml.safe_load(f)
-        split = Split.load(run_dir)
-    else:
-        ov = dict(overrides or {})
-        if seed is not None:
-            ov["seed"] = int(seed)
-        if epochs is not None:
-            ov.setdefault("train", {})["epochs"] = int(epochs)
-        if quiet:
-            ov.setdefault("train", {})["progress"] = False
-        cfg = config_mod.load_config(model, dataset, config_files, ov)
-        run_dir = new_run_dir(cfg, out)
+        # an in-memory dataset must be handed again (nothing names it); a dataset name may not change
+        cfg = _resume_config(run_dir, overrides or {}, model, None if data_obj is not None else dataset,
+                             config_files, seed, epochs, out, quiet)
+        recorded = rundir.read_fingerprint(run_dir)
+        lock = rundir.RunLock(run_dir)
+        try:
+            if recorded is not None:  # the saved config itself must be the one the run began with
+                saved = config_mod.config_hash(_saved_config(run_dir))
+                if saved != recorded.get("config_hash"):
+                    raise RunDirError(f"{run_dir}: cannot resume, changed since the run began: its config.yaml")
+            p = prepare(cfg, split=Split.load(run_dir), dataset=data_obj)
+            rundir.check_unchanged(run_dir, recorded, {**fingerprint(p), "config_hash": recorded and
+                                                       recorded.get("config_hash")})
+            config_mod.dump(cfg, os.path.join(run_dir, "config.yaml"))
+            if recorded is not None:
+                rundir.write_fingerprint(run_dir, fingerprint(p))
+            return _finish(p, run_dir, *_start(p, run_dir, resume=True), quiet=quiet)
+        finally:
+            lock.release()
+    ov = dict(overrides or {})
+    if seed is not None:
+        ov["seed"] = int(seed)
+    if epochs is not None:
+        ov.setdefault("train", {})["epochs"] = int(epochs)
+    if quiet:
+        ov.setdefault("train", {})["progress"] = False
+    cfg = config_mod.load_config(model, dataset, config_files, ov)
+    get_model(cfg["model"])  # an unknown model fails before anything is written
+    run_dir = new_run_dir(cfg, out)
+    with rundir.new_run(run_dir) as lock:  # removed again if the start fails
         config_mod.dump(cfg, os.path.join(run_dir, "config.yaml"))
-        split = None
-    p = prepare(cfg, split=split, dataset=data_obj)
-    if split is None:
+        p = prepare(cfg, dataset=data_obj)
         p.split.save(run_dir)
+        rundir.write_fingerprint(run_dir, fingerprint(p))
+        started = _start(p, run_dir, resume=False)
+    try:  # from here on the run directory holds results: it stays, whatever happens
+        return _finish(p, run_dir, *started, quiet=quiet)
+    finally:
+        lock.release()
+
+
+def _saved_config(run_dir: str) -> dict:
+    import yaml
+    with open(os.path.join(run_dir, "config.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def _start(p: Prepared, run_dir: str, resume: bool) -> tuple[Trainer, Evaluator, Evaluator]:
+    """Evaluators and trainer of a prepared run, its state restored or initialised."""
+    cfg = p.cfg
     valid_eval, test_eval = evaluators(p)
     trainer = trainer_for(p, valid_eval, run_dir)
     if resume:
         trainer.resume()
     elif cfg["train"].get("init_from"):
-        ck = checkpoint.load_file(checkpoint.resolve_init(cfg["train"]["init_from"]))
-        checkpoint.load_into(p.model, ck, only=cfg["train"].get("init_components"), strict=False)
+        path = checkpoint.resolve_init(cfg["train"]["init_from"])
+        checkpoint.load_into(p.model, checkpoint.load_file(path), only=cfg["train"].get("init_components"),
+                             strict=False, where=path)
+    return trainer, valid_eval, test_eval
+
+
+def _finish(p: Prepared, run_dir: str, trainer: Trainer, valid_eval: Evaluator, test_eval: Evaluator,
+            quiet: bool) -> dict:
+    """Train, test the selected checkpoint once, write and return the result record."""
+    cfg = p.cfg
     summary = trainer.fit()
     # test: once, for the selected (best-valid) checkpoint
-    checkpoint.load_into(p.model, checkpoint.load_file(os.path.join(run_dir, "best.pt")))
+    best = os.path.join(run_dir, "best.pt")
+    checkpoint.load_into(p.model, checkpoint.load_file(best), where=best)
     with p.probe.phase("test"):
         test = test_eval.evaluate(p.model)
     result = {
@@ -186,7 +267,7 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
 
 
 def format_result(r: dict) -> str:
-    keys = [k for k in r["test"] if k.split("@")[0] in ("recall", "ndcg", "precision", "hit", "map")]
+    keys = [k for k in r["test"] if k.split("@")[0] in ("recall", "ndcg", "precision", "hit", "map", "mrr")]
     w = max(len(k) for k in keys) if keys else 10
     lines = [f"{r['model']} on {r['dataset']}  (seed {r['seed']}, device {r['device']}, best epoch "
              f"{r['best_epoch']}/{r['epochs_run']})",
@@ -204,11 +285,12 @@ def load_run(run_dir: str, which: str = "best.pt") -> Prepared:
     import yaml
     cfg_path = os.path.join(run_dir, "config.yaml")
     if not os.path.exists(cfg_path):
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml)")
+        raise MissingFileError(f"{run_dir}: not a run directory (no config.yaml)")
     with open(cfg_path) as f:
         cfg = yaml.safe_load(f)
+    path = checkpoint.resolve_in_run(run_dir, which)  # a bad --checkpoint fails before the data loads
     p = prepare(cfg, split=Split.load(run_dir))
-    checkpoint.load_into(p.model, checkpoint.load_file(os.path.join(run_dir, which)))
+    checkpoint.load_into(p.model, checkpoint.load_file(path), where=path)
     p.model.eval()
     return p
 

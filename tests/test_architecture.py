@@ -19,7 +19,7 @@ LAYERS = [
     {"models"},
     {"eval"},
     {"train"},
-    {"config", "experiment"},
+    {"config", "rundir", "experiment"},
     {"bench"},
     {"commands", "cli", "__main__"},
 ]

@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from graphrec.errors import RunDirError
 from graphrec.experiment import run
 from graphrec.experiment import load_run
 
@@ -40,7 +41,7 @@ def test_run_writes_everything_and_selects_by_valid(tmp_path):
 
 def test_existing_run_dir_is_not_overwritten(tmp_path):
     run(model="pop", dataset="synthetic", overrides=_ov(), out=str(tmp_path / "p"), quiet=True)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RunDirError, match="already holds a graphrec run"):
         run(model="pop", dataset="synthetic", overrides=_ov(), out=str(tmp_path / "p"), quiet=True)
 
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Dict, Iterator, Optional, Protocol
 
 import torch
 
+from graphrec.data.sequences import Sequences
 from graphrec.data.split import Split
 from graphrec.errors import ConfigError
 from graphrec.models.base import Recommender
@@ -50,6 +51,8 @@ class Task(abc.ABC):
     """Sampler and evaluators of one way of training and judging a model."""
 
     name: ClassVar[str]
+    #: the split rule of ``data.split: auto`` when the dataset fixes none
+    default_split: ClassVar[str] = "random"
 
     @abc.abstractmethod
     def sampler(self, model: Recommender, split: Split, cfg: dict, device: torch.device) -> Optional[Sampler]:
@@ -59,6 +62,13 @@ class Task(abc.ABC):
     def evaluators(self, model: Recommender, split: Split, cfg: dict,
                    device: torch.device) -> tuple[Evaluator, Evaluator]:
         """(valid, test) evaluators; test is read once, for the selected checkpoint."""
+
+    @abc.abstractmethod
+    def recommend(self, model: Recommender, split: Split, users: torch.Tensor, k: int,
+                  histories: Optional[Sequences] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item indices [B, k], valid flags [B, k]) for ``users`` from everything the split knows
+        of them, known items excluded; ``histories`` (one per user, oldest first) replaces what
+        the split knows, for a task that ranks from histories."""
 
 
 _TASKS: Dict[str, Task] = {}
@@ -97,6 +107,9 @@ class PairwiseTask(Task):
     def evaluators(self, model: Recommender, split: Split, cfg: dict,
                    device: torch.device) -> tuple[Evaluator, Evaluator]:
         from graphrec.eval.ranking import RankingEvaluator
+        if split.method == "user":
+            raise ConfigError("data.split=user holds out whole users, whom a per-user ranking cannot judge "
+                              "(they have no training rows): use a sequence model or another data.split")
         e = cfg["eval"]
         kw = dict(ks=e["ks"], metrics=e["metrics"], device=device, user_chunk=int(e["user_chunk"]),
                   train=split.train, screen=str(e.get("screen", "auto")))
@@ -104,10 +117,21 @@ class PairwiseTask(Task):
         test_mask = [split.train, split.valid] if e.get("mask_valid_in_test") else [split.train]
         return valid, RankingEvaluator(split.test, test_mask, **kw)
 
+    def recommend(self, model: Recommender, split: Split, users: torch.Tensor, k: int,
+                  histories: Optional[Sequences] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        from graphrec.eval.ranking import RankingEvaluator
+        if histories is not None:
+            raise ConfigError(f"model {model.name!r} ranks for known users (pairwise task); it takes no "
+                              f"history of items")
+        # the model learnt from the training rows: those are the items a user is known to have
+        ev = RankingEvaluator(split.train, [split.train], ks=[1], device=users.device, train=split.train)
+        return ev.topk(model, model.propagate(), users, k)
+
 
 @register_task
 class NextItemTask(Task):
     name = "next_item"
+    default_split = "loo"
 
     def sampler(self, model: Recommender, split: Split, cfg: dict, device: torch.device) -> Optional[Sampler]:
         from graphrec.train.samplers import SequenceSampler
@@ -124,6 +148,18 @@ class NextItemTask(Task):
         kw = dict(n_items=split.n_items, max_len=self._max_len(model), ks=e["ks"], metrics=e["metrics"],
                   mask_history=bool(e["mask_history"]), device=device, chunk=int(e["user_chunk"]))
         return NextItemEvaluator(split, "valid", **kw), NextItemEvaluator(split, "test", **kw)
+
+    def recommend(self, model: Recommender, split: Split, users: torch.Tensor, k: int,
+                  histories: Optional[Sequences] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        from graphrec.eval.sequential import top_next_items
+        if histories is None:  # everything the split holds of each user, oldest first
+            known = Sequences.from_interactions(split.train.concat(split.valid).concat(split.test))
+            histories = known.select(users.cpu())
+        histories = histories.to(users.device)
+        rows = torch.arange(users.numel(), device=users.device)
+        with torch.no_grad():
+            return top_next_items(model, model.propagate(), histories, rows, users, k, self._max_len(model),
+                                  split.n_items)
 
     @staticmethod
     def _max_len(model: Recommender) -> int:

@@ -144,7 +144,7 @@ class Trainer:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{self.run_dir}: nothing to resume (no last.pt)")
         ck = checkpoint.load_file(path)
-        checkpoint.load_into(self.model, ck)
+        checkpoint.load_into(self.model, ck, where=path)
         st = ck["trainer"]
         self.opt.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
