@@ -34,3 +34,17 @@ class UnsafeNameError(UnsafeFileError, ValueError):
 
 class MissingFileError(GraphrecError, FileNotFoundError):
     """A file or directory the input names does not exist."""
+
+
+class UnknownKeyError(ConfigError, KeyError):
+    """An unknown configuration key: a `ConfigError` that is also a ``KeyError`` (what unknown keys
+    raised before graphrec had its own error types)."""
+
+    __str__ = BaseException.__str__  # KeyError would print the message quoted
+
+
+class UnknownIdError(DataError, KeyError):
+    """An original id that an `IdMap` does not hold: a `DataError` that is also a ``KeyError`` (what
+    a failed lookup raised before graphrec had its own error types)."""
+
+    __str__ = BaseException.__str__

@@ -17,6 +17,7 @@ import torch
 
 from graphrec import config as config_mod
 from graphrec import rundir
+from graphrec.data.checks import check_trainable
 from graphrec.data.dataset import Dataset
 from graphrec.data.split import Split
 from graphrec.environment import environment
@@ -64,6 +65,14 @@ def build_graphs(model_cls, hp: dict, split: Split, dataset: Dataset, cfg: dict)
     return {name: build(spec, split.train, dataset.features, cache) for name, spec in specs.items()}
 
 
+def _masks_known_items(cfg: dict, model_cls) -> bool:
+    """Whether the run's evaluation excludes the items a user is known to have (the pairwise
+    protocol always does; the next-item one unless eval.mask_history is off)."""
+    protocol = str(cfg["eval"].get("protocol") or "task")
+    task = model_cls.task if protocol == "task" else protocol
+    return task != "next_item" or bool(cfg["eval"]["mask_history"])
+
+
 def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset] = None,
             probe: Optional[PhaseProbe] = None) -> Prepared:
     device = resolve_device(cfg.get("device", "auto"))
@@ -77,6 +86,8 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
     with probe.phase("data"):
         dataset = dataset or load_dataset(cfg)
         split = split or split_for(dataset, cfg)
+    check_trainable(split, train_masked=_masks_known_items(cfg, model_cls),
+                    allow_overlap=cfg["data"]["repeated_pairs"] == "warn")
     need = model_cls.required_modalities(hp)
     have = dataset.features.modalities if dataset.features is not None else []
     missing = [m for m in need if m not in have]
@@ -148,8 +159,9 @@ def _resume_config(run_dir: str, overrides: dict, model, dataset, config_files, 
                           f"with its saved config.yaml")
     if not rundir.is_run(run_dir):
         raise RunDirError(f"{run_dir}: not a graphrec run directory (no run.json, or config.yaml and split.json)")
-    with open(os.path.join(run_dir, "config.yaml")) as f:
-        cfg = yaml.safe_load(f)
+    path = os.path.join(run_dir, "config.yaml")
+    with open(path) as f:
+        cfg = config_mod.check_config(yaml.safe_load(f), path)
     ov = dict(overrides or {})
     if epochs is not None:
         ov.setdefault("train", {})["epochs"] = int(epochs)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from graphrec.data.interactions import IdMap, Interactions
+from graphrec.errors import ConfigError, DataError
 from graphrec.utils import log
 
 
@@ -17,7 +18,7 @@ def dedupe(inter: Interactions, keep: str = "first") -> Interactions:
     """Drop repeated (user, item) rows, keeping the ``first`` or ``last`` occurrence in row order
     (with timestamps, row order is the log's order, not time order). Logs the count removed."""
     if keep not in ("first", "last"):
-        raise ValueError(f"dedupe: keep must be 'first' or 'last', got {keep!r}")
+        raise ConfigError(f"dedupe: keep must be 'first' or 'last', got {keep!r}")
     key = (inter.user * inter.n_items + inter.item).numpy()
     if keep == "last":
         _, idx = np.unique(key[::-1], return_index=True)
@@ -36,6 +37,9 @@ def kcore(inter: Interactions, user_k: int = 5, item_k: int = 5, max_iter: int =
     """Iterative k-core: repeatedly drop users with fewer than ``user_k`` rows and items with fewer
     than ``item_k`` rows until both hold; the id maps are compacted to the survivors (original ids
     kept, order kept). Degrees count rows, so dedupe first if repeats should not count."""
+    for name, k in (("user_k", user_k), ("item_k", item_k)):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ConfigError(f"kcore: {name} must be an integer >= 0, got {k!r}")
     keep = torch.ones(len(inter), dtype=torch.bool)
     for _ in range(max_iter):
         ud = torch.bincount(inter.user[keep], minlength=inter.n_users)
@@ -46,7 +50,7 @@ def kcore(inter: Interactions, user_k: int = 5, item_k: int = 5, max_iter: int =
         keep &= ~bad
     n_keep = int(keep.sum())
     if n_keep == 0:
-        raise ValueError(f"{inter.source or 'interactions'}: the ({user_k}, {item_k})-core is empty: k-core "
+        raise DataError(f"{inter.source or 'interactions'}: the ({user_k}, {item_k})-core is empty: k-core "
                          f"filtering would remove all {len(inter)} rows; lower user_k/item_k")
     sub = inter.subset(torch.nonzero(keep).flatten())
     users = torch.unique(sub.user)
@@ -67,11 +71,13 @@ def to_implicit(inter: Interactions, threshold: Optional[float] = None) -> Inter
     ``threshold`` is None), the rating column is dropped. Logs the count removed."""
     keep = torch.ones(len(inter), dtype=torch.bool)
     if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or threshold != threshold:
+            raise ConfigError(f"to_implicit: threshold must be a number, got {threshold!r}")
         if inter.rating is None:
-            raise ValueError(f"{inter.source or 'interactions'}: a rating threshold needs a rating column")
+            raise DataError(f"{inter.source or 'interactions'}: a rating threshold needs a rating column")
         keep = inter.rating.double() >= float(threshold)
         if not bool(keep.any()):
-            raise ValueError(f"{inter.source or 'interactions'}: no rating reaches the threshold {threshold}")
+            raise DataError(f"{inter.source or 'interactions'}: no rating reaches the threshold {threshold}")
         log.info("%s: implicit feedback kept %d/%d rows with rating >= %g", inter.source or "to_implicit",
                  int(keep.sum()), len(inter), threshold)
     sub = inter.subset(torch.nonzero(keep).flatten())

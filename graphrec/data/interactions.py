@@ -13,6 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import torch
 
+from graphrec.errors import DataError, UnknownIdError
 from graphrec.utils import content_hash
 
 
@@ -22,7 +23,7 @@ class IdMap:
     def __init__(self, ids: Sequence[Any] | np.ndarray, name: str = "id"):
         arr = np.asarray(ids)
         if arr.ndim != 1:
-            raise ValueError(f"IdMap({name}): ids must be one-dimensional, got shape {arr.shape}")
+            raise DataError(f"IdMap({name}): ids must be one-dimensional, got shape {arr.shape}")
         self.ids = arr
         self.name = name
         self._lookup: Optional[dict] = None
@@ -50,20 +51,24 @@ class IdMap:
         if self._lookup is None:
             self._lookup = {self._key(v): i for i, v in enumerate(self.ids.tolist())}
             if len(self._lookup) != len(self):
-                raise ValueError(f"IdMap({self.name}): original ids are not unique")
+                seen: set = set()
+                dup = next(k for k in map(self._key, self.ids.tolist()) if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+                self._lookup = None
+                raise DataError(f"IdMap({self.name}): original id {dup!r} appears more than once")
         return self._lookup
 
     @staticmethod
     def _key(v: Any) -> Any:
         # 12, np.int64(12) and "12" must all find the same entry: ids read from text files are
-        # strings, ids given by users are often ints.
-        return str(v)
+        # strings, ids given by users are often ints. "012" stays apart from 12 (the id policy,
+        # graphrec.data.ids); surrounding whitespace is not part of an id.
+        return str(v).strip() if isinstance(v, str) else str(v)
 
     def index(self, original: Any) -> int:
         try:
             return self.lookup[self._key(original)]
         except KeyError:
-            raise KeyError(f"unknown {self.name} id {original!r} (not among the {len(self)} known ids)") from None
+            raise UnknownIdError(f"unknown {self.name} id {original!r} (not among the {len(self)} known ids)") from None
 
     def to_index(self, originals: Iterable[Any], source: str = "") -> np.ndarray:
         """Map original ids to indices; raise naming the first unknown ids (and the source)."""
@@ -72,9 +77,10 @@ class IdMap:
         out = np.fromiter((lk.get(self._key(v), -1) for v in vals), dtype=np.int64, count=len(vals))
         bad = np.flatnonzero(out < 0)
         if bad.size:
-            shown = ", ".join(f"{vals[i]!r} (row {i})" for i in bad[:5])
-            where = f" in {source}" if source else ""
-            raise KeyError(f"{bad.size} unknown {self.name} id(s){where}: {shown}")
+            shown = ", ".join(f"{vals[i]!r} (row {i + 1})" for i in bad[:5])
+            where = f"{source}: " if source else ""
+            raise UnknownIdError(f"{where}{bad.size} unknown {self.name} id(s) (not among the {len(self)} known): "
+                                 f"{shown}")
         return out
 
     def to_original(self, index: Iterable[int] | torch.Tensor | np.ndarray) -> np.ndarray:
@@ -107,18 +113,18 @@ class Interactions:
         self.item = torch.as_tensor(self.item, dtype=torch.long).reshape(-1)
         n = self.user.numel()
         if self.item.numel() != n:
-            raise ValueError(f"{self._where()}user and item columns differ in length ({n} vs {self.item.numel()})")
+            raise DataError(f"{self._where()}user and item columns differ in length ({n} vs {self.item.numel()})")
         for name in ("timestamp", "rating"):
             v = getattr(self, name)
             if v is not None:
                 v = torch.as_tensor(v)
                 if v.numel() != n:
-                    raise ValueError(f"{self._where()}{name} column has {v.numel()} rows, expected {n}")
+                    raise DataError(f"{self._where()}{name} column has {v.numel()} rows, expected {n}")
                 setattr(self, name, v.reshape(-1))
         for side, idx, m in (("user", self.user, self.user_map), ("item", self.item, self.item_map)):
             if n and (int(idx.min()) < 0 or int(idx.max()) >= len(m)):
                 bad = int(torch.nonzero((idx < 0) | (idx >= len(m)))[0])
-                raise ValueError(f"{self._where()}{side} index {int(idx[bad])} at row {bad} is outside "
+                raise DataError(f"{self._where()}{side} index {int(idx[bad])} at row {bad + 1} is outside "
                                  f"[0, {len(m)})")
 
     def _where(self) -> str:
@@ -157,9 +163,9 @@ class Interactions:
 
     def concat(self, other: "Interactions") -> "Interactions":
         if self.user_map is not other.user_map and self.user_map != other.user_map:
-            raise ValueError("cannot concatenate Interactions with different user id maps")
+            raise DataError("cannot concatenate Interactions with different user id maps")
         if self.item_map is not other.item_map and self.item_map != other.item_map:
-            raise ValueError("cannot concatenate Interactions with different item id maps")
+            raise DataError("cannot concatenate Interactions with different item id maps")
         cat = (lambda a, b: None if a is None or b is None else torch.cat([a, b]))
         return Interactions(torch.cat([self.user, other.user]), torch.cat([self.item, other.item]),
                             self.user_map, self.item_map, timestamp=cat(self.timestamp, other.timestamp),

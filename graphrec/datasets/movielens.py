@@ -10,7 +10,6 @@ plot overviews to the item text and poster paths.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import subprocess
@@ -19,8 +18,11 @@ import zipfile
 from typing import Optional
 
 
-from graphrec.data.readers import _pd, from_columns
 from graphrec.data.dataset import Dataset
+from graphrec.data.ids import parse_ids
+from graphrec.data.readers import from_columns, parse_recbole
+from graphrec.data.textio import check_file, decode, parse_delimited, read_delimited, unpack
+from graphrec.errors import DataError, MissingFileError
 from graphrec.utils import log
 
 WHEEL = "recbole-1.2.1-py3-none-any.whl"
@@ -52,12 +54,12 @@ def fetch_wheel(cache: Optional[str] = None) -> str:
                "-d", d, "-q"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0 or not os.path.exists(path):
-            raise FileNotFoundError(f"ml-100k: could not download {WHEEL} from PyPI ({' '.join(cmd)} exited "
+            raise MissingFileError(f"ml-100k: could not download {WHEEL} from PyPI ({' '.join(cmd)} exited "
                                     f"{res.returncode}: {res.stderr.strip()[-400:]}); pass zip_path= a local "
                                     f"GroupLens ml-100k.zip instead")
     digest = _sha256(path)
     if digest != WHEEL_SHA256:
-        raise ValueError(f"{path}: sha256 {digest} does not match the expected {WHEEL_SHA256}; delete the file "
+        raise DataError(f"{path}: sha256 {digest} does not match the expected {WHEEL_SHA256}; delete the file "
                          f"to download it again")
     return path
 
@@ -67,17 +69,25 @@ def _title_text(title: str, year: str, genres: list[str]) -> str:
     return f"{title}{year}. {', '.join(genres)}."
 
 
+def _zip_member(path: str, names: list[str]) -> list:
+    """The decoded text of zip members (errors name the archive and the member)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [decode(unpack(z.read(n), f"{path}:{n}"), f"{path}:{n}", "utf-8" if not n.endswith("u.item")
+                           else "latin-1") for n in names]
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable zip archive with {', '.join(names)} ({e})") from None
+
+
 def _from_wheel(path: str):
-    pd = _pd()
-    with zipfile.ZipFile(path) as z:
-        inter_bytes = z.read(WHEEL_DIR + "ml-100k.inter")
-        item_bytes = z.read(WHEEL_DIR + "ml-100k.item")
-    inter = pd.read_csv(io.BytesIO(inter_bytes), sep="\t", dtype=str)
-    inter.columns = [c.split(":")[0] for c in inter.columns]
-    items = pd.read_csv(io.BytesIO(item_bytes), sep="\t", dtype=str, keep_default_na=False, quoting=3)
-    items.columns = [c.split(":")[0] for c in items.columns]
-    meta = {int(r.item_id): (r.movie_title, r.release_year, r["class"].split()) for _, r in items.iterrows()}
-    return inter["user_id"], inter["item_id"], inter["rating"], inter["timestamp"], meta
+    inter_text, item_text = _zip_member(path, [WHEEL_DIR + "ml-100k.inter", WHEEL_DIR + "ml-100k.item"])
+    inter = parse_recbole(inter_text, f"{path}:ml-100k.inter")
+    items = parse_recbole(item_text, f"{path}:ml-100k.item")
+    ids = parse_ids(items.column("item_id"), "item", items.source, "item_id", items.line)
+    titles, years, classes = (items.column(c).to_pylist() for c in ("movie_title", "release_year", "class"))
+    meta = {int(i): (t, y, c.split()) for i, t, y, c in zip(ids.tolist(), titles, years, classes)}
+    c = inter.columns
+    return (c["user_id"], c["item_id"], c["rating"], c["timestamp"], meta, inter)
 
 
 _GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -86,38 +96,48 @@ _GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy"
 
 
 def _from_grouplens_zip(path: str):
-    pd = _pd()
-    with zipfile.ZipFile(path) as z:
-        names = {os.path.basename(n): n for n in z.namelist()}
-        if "u.data" not in names or "u.item" not in names:
-            raise ValueError(f"{path}: not a GroupLens ml-100k.zip (no u.data / u.item inside)")
-        data = z.read(names["u.data"])
-        item = z.read(names["u.item"]).decode("latin-1")
-    df = pd.read_csv(io.BytesIO(data), sep="\t", header=None, dtype=str)
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = {os.path.basename(n): n for n in z.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable zip archive ({e})") from None
+    if "u.data" not in names or "u.item" not in names:
+        raise DataError(f"{path}: not a GroupLens ml-100k.zip (no u.data / u.item inside)")
+    data, item = _zip_member(path, [names["u.data"], names["u.item"]])
+    df = parse_delimited(data, f"{path}:u.data", "\t", header=False)
+    if len(df.names) != 4:
+        raise DataError(f"{path}:u.data: expected 4 columns (user, item, rating, timestamp), found {len(df.names)}")
     meta = {}
-    for line in item.splitlines():
+    for k, line in enumerate(item.splitlines(), start=1):
         f = line.split("|")
         if len(f) < 24:
             continue
+        if not f[0].strip().isdigit():
+            raise DataError(f"{path}:u.item: line {k}: movie id {f[0][:20]!r} is not an integer")
         m = re.match(r"^(.*?)\s*\((\d{4})\)\s*$", f[1])
         title, year = (m.group(1), m.group(2)) if m else (f[1], "")
         meta[int(f[0])] = (title, year, [g for g, flag in zip(_GENRES, f[5:24]) if flag == "1"])
-    return df[0], df[1], df[2], df[3], meta
+    c = df.columns
+    return c["0"], c["1"], c["2"], c["3"], meta, df
 
 
 def _content(content_dir: str):
-    pd = _pd()
     items_csv = os.path.join(content_dir, "items.csv")
     if not os.path.exists(items_csv):
-        raise FileNotFoundError(f"{items_csv}: no such file (content_dir must hold items.csv and posters/)")
-    df = pd.read_csv(items_csv).drop_duplicates("movie_id", keep="first")
-    if "overview" not in df.columns:
-        raise ValueError(f"{items_csv}: no 'overview' column")
-    overview = {}
-    for mid, ov in zip(df["movie_id"].astype(int), df["overview"]):
-        if isinstance(ov, str) and ov.strip():
-            overview[mid] = " ".join(ov.split())
-    return overview, os.path.join(content_dir, "posters")
+        raise MissingFileError(f"{items_csv}: no such file (content_dir must hold items.csv and posters/)")
+    df = read_delimited(items_csv, ",")
+    mids = parse_ids(df.column("movie_id", "movie id"), "movie", items_csv, "movie_id", df.line)
+    overviews = df.column("overview", "plot overview").to_pylist()
+    overview: dict = {}
+    repeats = 0
+    for mid, ov in zip(mids.tolist(), overviews):
+        if mid in overview:
+            repeats += 1
+            continue
+        overview[mid] = " ".join(ov.split()) if ov and ov.strip() else None
+    if repeats:
+        log.info("%s: %d repeated movie_id row(s) ignored (the first row of each id is kept)", items_csv, repeats)
+    return {k: v for k, v in overview.items() if v}, os.path.join(content_dir, "posters")
 
 
 def load_ml100k(content_dir: Optional[str] = None, zip_path: Optional[str] = None, cache: Optional[str] = None,
@@ -128,23 +148,24 @@ def load_ml100k(content_dir: Optional[str] = None, zip_path: Optional[str] = Non
     (``"{title}. {genres}."`` when there is no overview), the sentence of the reference MMRec export,
     and ``item_images`` holds poster paths (None when missing)."""
     if zip_path is not None:
+        check_file(zip_path, "zip archive")
         digest = _sha256(zip_path)
         if zip_sha256 is not None and digest != zip_sha256:
-            raise ValueError(f"{zip_path}: sha256 {digest} does not match the given {zip_sha256}")
-        users, items, ratings, ts, meta = _from_grouplens_zip(zip_path)
+            raise DataError(f"{zip_path}: sha256 {digest} does not match the given {zip_sha256}")
+        users, items, ratings, ts, meta, table = _from_grouplens_zip(zip_path)
         source = {"source": zip_path, "sha256": digest}
     else:
         wheel = fetch_wheel(cache)
-        users, items, ratings, ts, meta = _from_wheel(wheel)
+        users, items, ratings, ts, meta, table = _from_wheel(wheel)
         source = {"source": wheel, "sha256": WHEEL_SHA256}
-    inter = from_columns(users, items, timestamp=ts, rating=ratings, source="ml-100k")
+    inter = from_columns(users, items, timestamp=ts, rating=ratings, source="ml-100k", table=table)
     if (inter.n_users, inter.n_items, len(inter)) != (N_USERS, N_ITEMS, N_INTER):
-        raise ValueError(f"{source['source']}: expected {N_USERS} users, {N_ITEMS} items, {N_INTER} rows of "
+        raise DataError(f"{source['source']}: expected {N_USERS} users, {N_ITEMS} items, {N_INTER} rows of "
                          f"MovieLens-100K, found {inter.n_users}, {inter.n_items}, {len(inter)}")
     ids = inter.item_map.ids.tolist()
     missing = [i for i in ids if i not in meta]
     if missing:
-        raise ValueError(f"{source['source']}: no item metadata for item ids {missing[:10]}")
+        raise DataError(f"{source['source']}: no item metadata for item ids {missing[:10]}")
     images = None
     if content_dir is None:
         text = [_title_text(*meta[i]) for i in ids]
