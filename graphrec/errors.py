@@ -48,3 +48,7 @@ class UnknownIdError(DataError, KeyError):
     a failed lookup raised before graphrec had its own error types)."""
 
     __str__ = BaseException.__str__
+
+
+class MissingExtraError(GraphrecError, ImportError):
+    """An optional extra (``pip install graphrec[encode]``, ...) that the command needs is not installed."""

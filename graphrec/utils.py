@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import sys
 import unicodedata
 from typing import Any, Iterable
 
@@ -14,9 +15,22 @@ import torch
 
 from graphrec.errors import UnsafeNameError
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (a redirected or replaced
+    stderr, e.g. under a test runner, never leaves the handler writing to a closed stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 log = logging.getLogger("graphrec")
 if not log.handlers:
-    _h = logging.StreamHandler()
+    _h = _StderrHandler()
     _h.setFormatter(logging.Formatter("[graphrec] %(levelname)s %(message)s"))
     log.addHandler(_h)
     log.setLevel(os.environ.get("GRAPHREC_LOG", "INFO"))

@@ -44,13 +44,20 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import re
+
+    from graphrec.utils import safe_name
+    if args.export_name is not None:  # refused before the dataset is loaded
+        safe_name(args.export_name, "datasets export --name")
+
     from graphrec.data.export import export_mmrec
     from graphrec.data.split import dataset_split
     from graphrec.datasets import load
 
     ds = load(args.name)
     split = dataset_split(ds, seed=args.seed)
-    name = args.export_name or ds.name.split(":")[-1].replace("/", "_").strip("_") or "dataset"
+    default = re.sub(r"[^A-Za-z0-9_.+-]+", "_", ds.name.split(":")[-1]).replace("..", "_").strip("._-")
+    name = args.export_name or default or "dataset"
     for kind, path in export_mmrec(ds, split, args.out, name).items():
         print(f"{kind:14s} {path}")
     return 0

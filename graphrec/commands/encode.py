@@ -5,13 +5,13 @@ import argparse
 import io
 import os
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from graphrec.data.encode.offline import EncodeExtraMissing
+from graphrec.errors import MissingExtraError, UnsafeFileError
 from graphrec.utils import atomic_write_bytes, log
 
 
@@ -116,8 +116,7 @@ def ids_from_dir(images: Path, pattern: str) -> list[str]:
 
 
 def _extra_missing(e: EncodeExtraMissing) -> int:
-    print(f"graphrec encode: error: {e}", file=sys.stderr)
-    return 1
+    raise MissingExtraError(str(e)) from None
 
 
 def run_text(args: argparse.Namespace) -> int:
@@ -169,6 +168,10 @@ def _run_image(args: argparse.Namespace) -> int:
     if args.id_pattern.count("{id}") != 1:
         raise ValueError(f"--id-pattern {args.id_pattern!r} must contain '{{id}}' exactly once")
     paths = [str(images / args.id_pattern.replace("{id}", x)) for x in ids]
+    root = os.path.realpath(images)
+    for x, p in zip(ids, paths):  # ids name files under --images (subfolders allowed), never outside it
+        if os.path.commonpath([root, os.path.realpath(p)]) != root:
+            raise UnsafeFileError(f"item id {x!r}: its image path {p} leaves --images {images}")
     feats = encode_images(paths, batch_size=args.batch_size, device=args.device, missing=args.missing,
                           progress=not args.no_progress, cache=not args.no_cache, ids=ids)
     write_features(args.out, feats.numpy(), ids)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from graphrec.data.split import Split
-from graphrec.utils import atomic_write_bytes
+from graphrec.utils import atomic_write_bytes, safe_name
 
 if TYPE_CHECKING:  # the datasets package imports graphrec.data; avoid the cycle at run time
     from graphrec.data.dataset import Dataset
@@ -25,7 +25,11 @@ def export_mmrec(dataset: "Dataset", split: Split, out_dir: str, name: str) -> d
     """Write ``<name>.inter`` (TSV ``userID itemID [rating] [timestamp] x_label``, rows grouped by
     user, then train/valid/test, each part in its own row order: MMRec's layout, so an MMRec file
     read and written back is byte-identical), ``u_id_mapping.csv`` / ``i_id_mapping.csv`` and
-    ``<modality>_feat.npy`` for the image/text features present. Returns {kind: path}."""
+    ``<modality>_feat.npy`` for the image/text features present. Returns {kind: path}.
+    ``name`` and the modality names become file names: checked before anything is written."""
+    safe_name(name, "export name")
+    for m in (dataset.features.modalities if dataset.features is not None else []):
+        safe_name(m, "modality name")
     os.makedirs(out_dir, exist_ok=True)
     parts = [split.train, split.valid, split.test]
     user = torch.cat([p.user for p in parts])
