@@ -28,7 +28,7 @@ DATASETS = {
     # RecBole-seq files used as general top-K: a fresh 8:1:1 per-user random split of all events,
     # MiniLM text features only, so the second SAND 'modality' is a learnable item-ID table.
     "scientific": {"name": "scientific-text",
-                   "overrides": {"data": {"split": "random", "ratios": [0.8, 0.1, 0.1]}},
+                   "overrides": {"data": {"split": "random", "ratios": [0.8, 0.1, 0.1], "repeated_pairs": "warn"}},
                    "model_overrides": {"vbpr": {"modalities": ["text"]}, "freedom": {"modalities": ["text"]},
                                        "sand": {"modalities": ["text", "id"]}}},
     "synthetic": {"name": "synthetic", "overrides": {}},

@@ -1,8 +1,9 @@
 """Assemble ``benchmarks/BENCHMARKS.md`` from the result files in ``benchmarks/results``.
 
 Read: ``bench_*.json`` (`graphrec bench --json`), ``compare_mmrec*.json``
-(`benchmarks/compare_mmrec.py`), ``compare_mixgcf*.md`` (`benchmarks/compare_mixgcf.py`), ``bench_profile*.md`` (`graphrec bench --profile`),
-``bench_changes*.md`` (hot-path changes with before/after figures), and every other engineer's
+(`benchmarks/compare_mmrec.py`), ``compare_mixgcf*.md`` (`benchmarks/compare_mixgcf.py`),
+``compare_recbole*.md`` (`benchmarks/compare_recbole.py`), ``bench_profile*.md`` (`graphrec bench --profile`),
+and every other engineer's
 ``graphs_*``, ``encode_*``, ``accuracy_*`` files: their markdown is included, the rest linked.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from graphrec.bench.runner import read_records
 from graphrec.utils import atomic_write_bytes
 
 OTHER_PREFIXES = (("compare_mixgcf", "graphrec's mixgcf beside the official MixGCF code"),
+                  ("compare_recbole", "graphrec's SASRec beside RecBole's"),
                   ("graphs_", "Graph construction"), ("encode_", "Feature encoding"), ("accuracy_", "Accuracy"))
 
 
@@ -110,9 +112,6 @@ def build_report(results: str, out: str) -> str:
         with open(f) as fh:
             s += ["## Where the time goes", "", f"From [{os.path.basename(f)}]({_rel(f, here)}).", "",
                   _demote(fh.read().split("\n", 1)[-1], 1), ""]
-    for f in sorted(glob.glob(os.path.join(results, "bench_changes*.md"))):
-        with open(f) as fh:
-            s += ["## Hot-path changes (before and after)", "", _demote(fh.read(), 2), ""]
     if records:
         s += ["## All measurements", ""]
         for label, recs in _groups(records).items():

@@ -2,8 +2,8 @@
 (`graphrec/native/csr_spmm.c`; building, caching and fall-back in `graphrec.native`).
 
 torch's CPU CSR product is the hot path of every graph model's training step; the C loop does
-the same product about 2x faster at Clothing scale (see its header and
-``benchmarks/results/bench_changes.md``). It takes CPU CSR tensors with int64 indices and float32
+the same product about 2x faster at Clothing scale (see its header; measured 2.0-2.3 ms against
+MKL's 4.2-4.7 ms, 2 threads). It takes CPU CSR tensors with int64 indices and float32
 values and a float32 dense operand; anything else goes to torch. Each output row sums its entries
 in storage order (with fused multiply-adds), so results are deterministic and independent of the
 thread count, and agree with torch's to float rounding. ``backend()`` says which product a process
