@@ -9,9 +9,10 @@ from graphrec.data.split import (DEFAULT_HOLDOUT, Split, dataset_split, loo_labe
                                  random_labels, split_from_labels, split_labels, user_labels)
 from graphrec.data.dataset import Dataset
 from graphrec.data.export import export_mmrec
+from graphrec.data.hetero import from_heterodata
 
 __all__ = ["DEFAULT_HOLDOUT", "Dataset", "IdMap", "Interactions", "ItemFeatures", "Sequences", "Split", "align_rows", "dataset_split", "dedupe",
-           "export_mmrec", "from_columns", "from_indices", "kcore", "load_features", "load_npy", "load_table",
+           "export_mmrec", "from_columns", "from_heterodata", "from_indices", "kcore", "load_features", "load_npy", "load_table",
            "loo_labels", "make_split", "per_user_counts", "random_labels", "read_interactions", "read_mmrec_inter",
            "read_movielens", "read_recbole_inter", "read_table", "split_from_labels", "split_labels", "to_implicit",
            "user_labels"]

@@ -7,6 +7,8 @@ item features, normalised at build time, cached by content hash.
 - `DegreeSensitivePruner`, `RandomEdgeDropout`, `edge_dropout`: per-epoch sampled user-item graphs.
 - `GraphCache`, `build`: declare a graph by spec, get it from the cache or build it.
 - `to_networkx`, `to_pyg`, `to_hetero`, `spmm`: hand graphs to other libraries / propagate.
+- `pyg`: the PyG hand-off in PyG's orientation (``edge_index``/``edge_weight``, ``adj_t`` without a
+  copy, ``EdgeIndex`` / ``SparseTensor`` where the installed PyG has them).
 """
 from graphrec.graphs.bipartite import bipartite_adjacency, interaction_matrix
 from graphrec.graphs.build import KINDS, build

@@ -36,13 +36,18 @@ def to_networkx(graph: SparseGraph, directed: Optional[bool] = None, weight: str
 
 
 def to_pyg(graph: SparseGraph):
-    """``torch_geometric.data.Data(edge_index, edge_weight, num_nodes)`` of a square graph; use
-    with ``LGConv(normalize=False)`` / ``GCNConv(normalize=False)`` since values are pre-normalised."""
+    """``torch_geometric.data.Data(edge_index, edge_weight, num_nodes)`` of a square graph in PyG's
+    orientation (``edge_index[0]`` the source j, ``[1]`` the target i of ``A[i, j]``, so
+    ``LGConv(normalize=False)`` computes ``A @ x`` also for a directed graph; `graphrec.graphs.pyg`);
+    use with ``LGConv(normalize=False)`` / ``GCNConv(normalize=False)``: values are pre-normalised."""
     from torch_geometric.data import Data
+
+    from graphrec.graphs import pyg
 
     if graph.shape[0] != graph.shape[1]:
         raise ValueError(f"to_pyg: needs a square adjacency, got {graph.shape}; use to_hetero for user-item")
-    return Data(edge_index=graph.edge_index(), edge_weight=graph.values.clone(), num_nodes=graph.shape[0])
+    ei, w = pyg.edge_index(graph)
+    return Data(edge_index=ei, edge_weight=w.clone(), num_nodes=graph.shape[0])
 
 
 def to_hetero(train: Interactions, norm: str = "sym"):

@@ -153,7 +153,8 @@ class SparseGraph:
                                        check_invariants=False).coalesce()
 
     def edge_index(self) -> torch.Tensor:
-        """``[2, nnz]`` int64 (row, col) of the stored entries, row-major order."""
+        """``[2, nnz]`` int64 (row, col) of the stored entries, row-major order. Not PyG's
+        orientation (source, target) = (col, row): use `graphrec.graphs.pyg.edge_index` for PyG layers."""
         return torch.stack([csr_rows(self.adj), self.adj.col_indices()])
 
     @property
