@@ -458,6 +458,11 @@ def _model_layer(path: str) -> dict:
 def _name(value: Any, what: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: {what} must be a non-empty name, got {_show(value)}")
+    if what == "dataset" and value.lower().endswith((".yaml", ".yml")) and ":" not in value.split(os.sep, 1)[0]:
+        # a dataset card (graphrec.data.card): a path, accepted only when the file exists
+        if os.path.isfile(value):
+            return value
+        raise MissingFileError(f"{where}: dataset card {_show(value)}: no such file")
     head = value.split(":", 1)[0] if what == "dataset" else value
     if not _NAME.match(head) or ".." in head:
         raise ConfigError(f"{where}: {what} name {_show(value)} holds characters a name cannot have "

@@ -17,6 +17,7 @@ import torch
 
 from graphrec import config as config_mod
 from graphrec import rundir
+from graphrec.data.card import is_card
 from graphrec.data.checks import check_trainable
 from graphrec.data.dataset import Dataset
 from graphrec.data.split import Split
@@ -186,6 +187,8 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
     data_obj = dataset if isinstance(dataset, Dataset) else None
     if data_obj is not None:
         dataset = data_obj.name
+    elif isinstance(dataset, str) and is_card(dataset):
+        dataset = os.path.abspath(dataset)  # the run's config must find the card from anywhere
     if resume:
         run_dir = resume
         # an in-memory dataset must be handed again (nothing names it); a dataset name may not change
@@ -239,7 +242,9 @@ def _start(p: Prepared, run_dir: str, resume: bool) -> tuple[Trainer, Evaluator,
     """Evaluators and trainer of a prepared run, its state restored or initialised."""
     cfg = p.cfg
     valid_eval, test_eval = evaluators(p)
-    trainer = trainer_for(p, valid_eval, run_dir)
+    from graphrec.train.tensorboard import tensorboard_callback
+    tb = tensorboard_callback(run_dir)  # None without the optional tensorboard package
+    trainer = trainer_for(p, valid_eval, run_dir, callbacks=[tb] if tb else [])
     if resume:
         trainer.resume()
     elif cfg["train"].get("init_from"):

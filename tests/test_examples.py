@@ -32,3 +32,21 @@ def test_add_a_model_registers_scores_and_trains(tmp_path):
     import json
     bpr = [json.loads(l)["bpr"] for l in losses]
     assert bpr[-1] < bpr[0] and recall > 0
+
+
+def test_benchmark_example_measures_both_models(tmp_path):
+    env = dict(os.environ, GRAPHREC_LOG="WARNING", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "benchmark_models.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = {line.split(":")[0]: line for line in out.stdout.splitlines() if "s/epoch, evaluation" in line}
+    assert set(lines) == {"mf", "lightgcn"}
+    assert all(float(line.split(": ")[1].split(" ")[0]) > 0 for line in lines.values())
+
+
+def test_every_example_is_run_by_a_test():
+    # an example nobody runs rots: each file under examples/ must be named by some test
+    tests = "".join(open(os.path.join(ROOT, "tests", f)).read()
+                    for f in os.listdir(os.path.join(ROOT, "tests")) if f.endswith(".py"))
+    missing = [f for f in os.listdir(EXAMPLES) if f.endswith(".py") and f not in tests]
+    assert not missing, f"examples without a test: {missing}"

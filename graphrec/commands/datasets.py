@@ -1,4 +1,5 @@
-"""``graphrec datasets list | info NAME [--json FILE] | export NAME --format mmrec --out DIR``."""
+"""``graphrec datasets list | info NAME [--json FILE] | export NAME --format mmrec --out DIR |
+init LOG [--out card.yaml]``. NAME is a registered name or a dataset card (``*.yaml``)."""
 from __future__ import annotations
 
 import argparse
@@ -63,23 +64,39 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from graphrec.data.card import write_card
+
+    out = write_card(args.log, args.out, encoding=args.encoding)
+    print(f"wrote {out}: check the guessed columns, then\n  graphrec datasets info {out}\n"
+          f"  graphrec train --dataset {out} --model lightgcn")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("datasets", help="list, describe and export datasets")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
     sub.required = True
     sub.add_parser("list", help="known dataset names").set_defaults(func=_list)
     info = sub.add_parser("info", help="users, items, interactions, density, modalities, split sizes")
-    info.add_argument("name")
+    info.add_argument("name", help="dataset name or dataset card (*.yaml)")
     info.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
     info.add_argument("--seed", type=int, default=999, help="split seed (when the dataset has no fixed split)")
     info.set_defaults(func=_info)
     ex = sub.add_parser("export", help="write a dataset with its split in another layout")
-    ex.add_argument("name")
+    ex.add_argument("name", help="dataset name or dataset card (*.yaml)")
     ex.add_argument("--format", choices=["mmrec"], default="mmrec")
     ex.add_argument("--out", required=True, metavar="DIR")
     ex.add_argument("--name", dest="export_name", default=None, help="file stem (default: dataset name)")
     ex.add_argument("--seed", type=int, default=999)
     ex.set_defaults(func=_export)
+    ini = sub.add_parser("init", help="write a starting dataset card (YAML) for an interaction log, guessed "
+                                      "from its header")
+    ini.add_argument("log", metavar="LOG", help="interaction file (.csv, .tsv, .parquet; gzip accepted)")
+    ini.add_argument("--out", metavar="CARD.yaml", help="where to write the card (default: card.yaml beside LOG); "
+                                                        "an existing file is never overwritten")
+    ini.add_argument("--encoding", default="utf-8", help="the log's text encoding (default utf-8)")
+    ini.set_defaults(func=_init)
 
 
 __all__ = ["dataset_info", "register"]

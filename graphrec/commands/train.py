@@ -8,7 +8,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train and evaluate a model (default: the default model on the "
                                      "embedded synthetic dataset)")
     p.add_argument("--model", help="model name (graphrec train --list-models)")
-    p.add_argument("--dataset", help="dataset name (graphrec datasets list)")
+    p.add_argument("--dataset", help="dataset name (graphrec datasets list) or dataset card (*.yaml)")
     p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
                    help="YAML config layered over the defaults (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",

@@ -10,9 +10,11 @@ from graphrec.data.split import (DEFAULT_HOLDOUT, Split, dataset_split, loo_labe
 from graphrec.data.dataset import Dataset
 from graphrec.data.export import export_mmrec
 from graphrec.data.hetero import from_heterodata
+from graphrec.data.card import load_card
+from graphrec.data.frames import dataset_from_frames
 
 __all__ = ["DEFAULT_HOLDOUT", "Dataset", "IdMap", "Interactions", "ItemFeatures", "Sequences", "Split", "align_rows", "dataset_split", "dedupe",
-           "export_mmrec", "from_columns", "from_heterodata", "from_indices", "kcore", "load_features", "load_npy", "load_table",
+           "dataset_from_frames", "export_mmrec", "from_columns", "from_heterodata", "load_card", "from_indices", "kcore", "load_features", "load_npy", "load_table",
            "loo_labels", "make_split", "per_user_counts", "random_labels", "read_interactions", "read_mmrec_inter",
            "read_movielens", "read_recbole_inter", "read_table", "split_from_labels", "split_labels", "to_implicit",
            "user_labels"]

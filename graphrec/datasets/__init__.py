@@ -4,7 +4,8 @@ Names: ``synthetic`` (embedded default), ``synthetic-seq`` (sequences with plant
 ``synthetic-baby`` / ``-sports`` / ``-clothing`` (MMRec-sized presets), ``ml-100k`` (real
 MovieLens-100K, ``ml-100k:<content_dir>`` adds TMDB overviews and posters), ``mmrec:<dir>`` (any
 MMRec-layout directory), ``recbole-seq:<dir>`` (UniSRec/RecBole sequential sets). A name
-``prefix:<arg>`` passes ``<arg>`` as the loader's path argument.
+``prefix:<arg>`` passes ``<arg>`` as the loader's path argument. A path to an existing ``*.yaml`` /
+``*.yml`` file is a dataset card (`graphrec.data.card`: a user's own files).
 """
 from __future__ import annotations
 
@@ -51,7 +52,15 @@ def _entry(name: str) -> tuple[DatasetEntry, Optional[str]]:
 
 
 def load(name: str, **kwargs) -> Dataset:
-    """Load a dataset by name (see the module docstring); keyword arguments go to its loader."""
+    """Load a dataset by name or dataset card path (see the module docstring); keyword arguments go
+    to its loader."""
+    from graphrec.data.card import CARD_SUFFIXES, is_card, load_card
+
+    if is_card(name):
+        return load_card(name, **kwargs)
+    if isinstance(name, str) and name.lower().endswith(CARD_SUFFIXES) and ":" not in name:
+        from graphrec.errors import MissingFileError
+        raise MissingFileError(f"{name}: no such dataset card")
     entry, arg = _entry(name)
     if arg is not None:
         if not arg:
