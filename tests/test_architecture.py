@@ -19,7 +19,7 @@ LAYERS = [
     {"models"},
     {"eval"},
     {"train"},
-    {"config", "rundir", "experiment"},
+    {"config", "rundir", "experiment", "compare"},
     {"bench"},
     {"commands", "cli", "__main__"},
 ]

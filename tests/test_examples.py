@@ -50,3 +50,12 @@ def test_every_example_is_run_by_a_test():
                     for f in os.listdir(os.path.join(ROOT, "tests")) if f.endswith(".py"))
     missing = [f for f in os.listdir(EXAMPLES) if f.endswith(".py") and f not in tests]
     assert not missing, f"examples without a test: {missing}"
+
+
+def test_compare_models_prints_the_table(tmp_path):
+    env = dict(os.environ, GRAPHREC_LOG="WARNING", PYTHONPATH=ROOT, GRAPHREC_EXAMPLE_OUT=str(tmp_path / "cmp"))
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "compare_models.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| lightgcn | 2 |" in out.stdout and "| freedom | 2 |" in out.stdout
+    assert (tmp_path / "cmp" / "compare.csv").exists()
