@@ -141,7 +141,7 @@ def solosim(anchor: torch.Tensor, candidate: torch.Tensor, tau: float) -> torch.
               {\sum_j \exp(\hat a_i\cdot\hat c_j/\tau)}
 
     with :math:`\hat x = x/\|x\|`. Deviation from the paper's text ("avoids negative sampling"):
-    the softmax denominator does contain the other items as in-batch negatives (spec §0.4, §8.3).
+    the softmax denominator does contain the other items as in-batch negatives, as in SAND's official code.
     """
     return diagonal_ce(F.normalize(anchor, dim=-1), F.normalize(candidate, dim=-1), tau)
 
@@ -149,7 +149,7 @@ def solosim(anchor: torch.Tensor, candidate: torch.Tensor, tau: float) -> torch.
 def infonce(a: torch.Tensor, b: torch.Tensor, tau: float, symmetric: bool = True,
             intra_negatives: bool = False) -> torch.Tensor:
     r"""Cross-modal InfoNCE (CLIP form) for SAND_c/SAND_d; the paper does not define it, this is the
-    spec's interpretation (§8.4): :math:`\frac12[\mathrm{CE}(a\to b) + \mathrm{CE}(b\to a)]` on
+    CLIP form (Radford et al. 2021, the usual reading of "InfoNCE" across modalities): :math:`\frac12[\mathrm{CE}(a\to b) + \mathrm{CE}(b\to a)]` on
     cosine logits / τ, positives on the diagonal. ``symmetric=False`` is exactly :func:`solosim`
     with ``a`` as anchors. ``intra_negatives=True`` adds same-modality negatives
     :math:`\hat a_i\cdot\hat a_j, j\ne i` to each row's denominator (NT-Xent).
@@ -242,7 +242,7 @@ def club_bound(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor, estimato
 def negative_l2(g: torch.Tensor, q: torch.Tensor, mode: str = "normalized", eps: float = 1e-8) -> torch.Tensor:
     r"""SAND's negative ℓ2 distancing (Eq. 14), :math:`-\|E_q - E_g\|_2^2`, averaged over rows:
 
-    - ``"normalized"`` (default, spec §8.6): :math:`-\frac1N\sum_i\|\hat g_i-\hat q_i\|^2` on
+    - ``"normalized"`` (default; graphrec's choice, argued here): :math:`-\frac1N\sum_i\|\hat g_i-\hat q_i\|^2` on
       L2-normalised rows, bounded in [-4, 0] (the raw form is unbounded below: scaling the codes
       drives it to -∞ without separating any information).
     - ``"raw"`` (official code's commented line): :math:`-\mathrm{MSE}(g, q)` (mean over rows and dims).

@@ -1,8 +1,8 @@
 """Published and externally measured figures that graphrec's benchmarks are shown beside.
 
 - ``PAPER_TABLE5``: SAND (Table 5), memory in GB and training time in s/epoch on Amazon
-  Baby/Sports/Clothing; copied from the SAND spec (§6.6) and the FREEDOM anchor (§9), which holds the
-  same baseline figures. The paper does not name its hardware (its logs show ``cuda:0``).
+  Baby/Sports/Clothing; copied from SAND's Table 5 (its baseline columns are FREEDOM's
+  published figures). The paper does not name its hardware (its logs show ``cuda:0``).
 - ``MMREC_MEASURED``: MMRec's own code (enoche/MMRec e775373) run on this project's 2-core CPU
   machine kind (torch 2.13 CPU, 2 threads) on graphrec's ``synthetic-clothing`` exported in MMRec's
   layout and on MovieLens-100K (``/work/shared/peer-mmrec.md``); ranges are over two runs.

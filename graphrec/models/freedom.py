@@ -17,7 +17,7 @@ from graphrec.nn.propagation import LightGCNPropagation
 
 @register_model("freedom")
 class FREEDOM(FrozenItemGraphSpecs, Recommender):
-    r"""FREEDOM (anchor spec §4-5, official code):
+    r"""FREEDOM (Zhou & Shen 2023, Eq. 1-12, and the official code):
 
     .. math::
         H = S^{L_{mm}} E_I, \qquad

@@ -1,5 +1,5 @@
 r"""LightGCN trained with MixGCF hard negatives (Huang et al., KDD 2021): the fine-tuning model of
-MCPT (seed 001, spec section 3.9), and a LightGCN recipe of its own for large, sparse catalogues.
+MCPT's fine-tuning stage, and a LightGCN recipe of its own for large, sparse catalogues.
 
 Measured (benchmarks/results/accuracy_mixgcf.md): with the paper's 64 candidates it beats uniform
 negatives on synthetic-baby (7,050 items); on 1.6k-item catalogues (ml-100k, Amazon Scientific)

@@ -1,5 +1,5 @@
 """SAND (He et al. 2024, arXiv 2406.08270): separate alignment and distancing of modality-generic
-and modality-unique parts, on a DRAGON-style multimodal GNN (official code reading, spec §3)."""
+and modality-unique parts, on a DRAGON-style multimodal GNN (read from the official code)."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
@@ -23,7 +23,7 @@ SAND_HEAD_KEYS = ("align", "distance", "alpha", "beta", "tau", "generic_fraction
 
 
 class SANDAuxMixin:
-    """CLUB estimator training through the trainer's auxiliary hook (SAND spec §3.9).
+    """CLUB estimator training through the trainer's auxiliary hook (SAND's code: an Adam step of the estimator per batch, 50 by default).
 
     The code fits φ for ``club_steps`` Adam steps per mini-batch on the detached codes of the
     current model. Here the trainer runs ``auxiliary_steps`` aux steps before the main loss; the
@@ -64,7 +64,7 @@ def sand_items(batch: Dict[str, torch.Tensor], align_items: str) -> Optional[tor
 @register_model("sand-c")
 @register_model("sand-d")
 class SAND(SANDAuxMixin, FrozenItemGraphSpecs, Recommender):
-    r"""SAND with a DRAGON-style encoder (spec §3.1-3.8). For each modality m:
+    r"""SAND with a DRAGON-style encoder (SAND Eq. 3-17 and the official code). For each modality m:
 
     .. math::
         Z_m = X_m W_m + b_m = [E^m_g \| E^m_q], \quad

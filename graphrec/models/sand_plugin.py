@@ -13,7 +13,7 @@ from graphrec.models.sand import SAND_HEAD_KEYS, SANDAuxMixin, sand_items
 from graphrec.models.vbpr import VBPR
 from graphrec.nn.fusion import SANDHeads
 
-#: plug-in defaults (spec §8.14): 64-d projections split 32/32, heads 32->64->64->32, CLUB(32, 32)
+#: plug-in defaults (inferred from the parameter counts of SAND's Table 3): 64-d projections split 32/32, heads 32->64->64->32, CLUB(32, 32)
 #: directly on the halves (no code maps)
 PLUGIN_DEFAULTS: Dict[str, Any] = {"align": "solosim", "distance": "club", "alpha": 0.012, "beta": 0.006,
                                    "tau": 0.2, "code_dim": None}

@@ -90,7 +90,7 @@ class SANDHeads(nn.Module):
       code's (L_t + L_v)/2; ``"sum"`` is the paper's Eq. 17.
 
     With ``code_dim=None`` the distancing acts on the raw halves (requires equal halves; the
-    plug-in form inferred from the VBPR+SAND/FREEDOM+SAND parameter counts, spec §8.14).
+    plug-in form inferred from the VBPR+SAND / FREEDOM+SAND parameter counts of SAND's Table 3).
     ``align_items`` picks the rows compared: all items (code) or only the batch's items.
     """
 
