@@ -26,6 +26,7 @@ from graphrec.models import ModelContext, Recommender, get_model
 from graphrec.train import checkpoint
 from graphrec.train.probe import PhaseProbe
 from graphrec.train.tasks import Evaluator, Sampler, get_task, task_of
+from graphrec.train.tensorboard import tensorboard_callback
 from graphrec.train.trainer import Callback, Trainer
 from graphrec.errors import MissingFileError, RunDirError
 from graphrec.utils import atomic_write_json, resolve_device, safe_name, seed_everything
@@ -149,9 +150,9 @@ def fingerprint(p: Prepared) -> dict:
 
 
 def _resume_config(run_dir: str, overrides: dict, model, dataset, config_files, seed, epochs, out,
-                   quiet: bool) -> dict:
-    """The saved config of ``run_dir`` with the changes a resumed run may take (more epochs, another
-    device, ...); anything else given with --resume is refused, never silently ignored."""
+                   quiet: bool) -> tuple[dict, dict]:
+    """(the saved config of ``run_dir``, it with the changes a resumed run may take: more epochs,
+    another device, ...); anything else given with --resume is refused, never silently ignored."""
     import yaml
     given = [name for name, v in (("--model", model), ("--dataset", dataset), ("--config", list(config_files)),
                                   ("--seed", seed), ("--out", out)) if v]
@@ -162,16 +163,14 @@ def _resume_config(run_dir: str, overrides: dict, model, dataset, config_files, 
         raise RunDirError(f"{run_dir}: not a graphrec run directory (no run.json, or config.yaml and split.json)")
     path = os.path.join(run_dir, "config.yaml")
     with open(path) as f:
-        cfg = config_mod.check_config(yaml.safe_load(f), path)
+        saved = config_mod.check_config(yaml.safe_load(f), path)
     ov = dict(overrides or {})
     if epochs is not None:
         ov.setdefault("train", {})["epochs"] = int(epochs)
     if quiet:
         ov.setdefault("train", {})["progress"] = False
-    changes = rundir.resumable_overrides(ov)
-    if changes:
-        cfg = config_mod.merge(cfg, ov, "--resume")
-    return cfg
+    rundir.check_resumable(ov)
+    return saved, config_mod.merge(saved, ov, "--resume")
 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
@@ -192,21 +191,19 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
     if resume:
         run_dir = resume
         # an in-memory dataset must be handed again (nothing names it); a dataset name may not change
-        cfg = _resume_config(run_dir, overrides or {}, model, None if data_obj is not None else dataset,
-                             config_files, seed, epochs, out, quiet)
+        saved, cfg = _resume_config(run_dir, overrides or {}, model, None if data_obj is not None else dataset,
+                                    config_files, seed, epochs, out, quiet)
         recorded = rundir.read_fingerprint(run_dir)
         lock = rundir.RunLock(run_dir)
         try:
-            if recorded is not None:  # the saved config itself must be the one the run began with
-                saved = config_mod.config_hash(_saved_config(run_dir))
-                if saved != recorded.get("config_hash"):
-                    raise RunDirError(f"{run_dir}: cannot resume, changed since the run began: its config.yaml")
+            # the saved config first (before any data loads), then what the data gives
+            rundir.check_unchanged(run_dir, recorded, {"config_hash": config_mod.config_hash(saved)})
             p = prepare(cfg, split=Split.load(run_dir), dataset=data_obj)
-            rundir.check_unchanged(run_dir, recorded, {**fingerprint(p), "config_hash": recorded and
-                                                       recorded.get("config_hash")})
+            now = fingerprint(p)
+            rundir.check_unchanged(run_dir, recorded, {k: v for k, v in now.items() if k != "config_hash"})
             config_mod.dump(cfg, os.path.join(run_dir, "config.yaml"))
             if recorded is not None:
-                rundir.write_fingerprint(run_dir, fingerprint(p))
+                rundir.write_fingerprint(run_dir, now)
             return _finish(p, run_dir, *_start(p, run_dir, resume=True), quiet=quiet)
         finally:
             lock.release()
@@ -232,17 +229,10 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
         lock.release()
 
 
-def _saved_config(run_dir: str) -> dict:
-    import yaml
-    with open(os.path.join(run_dir, "config.yaml")) as f:
-        return yaml.safe_load(f)
-
-
 def _start(p: Prepared, run_dir: str, resume: bool) -> tuple[Trainer, Evaluator, Evaluator]:
     """Evaluators and trainer of a prepared run, its state restored or initialised."""
     cfg = p.cfg
     valid_eval, test_eval = evaluators(p)
-    from graphrec.train.tensorboard import tensorboard_callback
     tb = tensorboard_callback(run_dir)  # None without the optional tensorboard package
     trainer = trainer_for(p, valid_eval, run_dir, callbacks=[tb] if tb else [])
     if resume:

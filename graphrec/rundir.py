@@ -110,31 +110,27 @@ def read_fingerprint(run_dir: str) -> Optional[Dict[str, Any]]:
 
 
 def check_unchanged(run_dir: str, recorded: Optional[Dict[str, Any]], now: Dict[str, Any]) -> None:
-    """Refuse to resume when anything the run was made from has changed; name every change."""
+    """Refuse to resume when anything the run was made from has changed; name every change. Only
+    the keys of ``now`` are compared (the config can be checked before any data is loaded)."""
     if recorded is None:
         return
-    changed = []
-    for key, what in (("config_hash", "its config.yaml"), ("dataset_hash", "the dataset's interactions"),
-                      ("split_hash", "its split")):
-        if recorded.get(key) is not None and recorded.get(key) != now.get(key):
-            changed.append(what)
-    old_f, new_f = recorded.get("feature_hashes") or {}, now.get("feature_hashes") or {}
-    changed += [f"item features '{m}'" for m in sorted(set(old_f) | set(new_f)) if old_f.get(m) != new_f.get(m)]
+    names = {"config_hash": "its config.yaml", "dataset_hash": "the dataset's interactions",
+             "split_hash": "its split"}
+    changed = [names[k] for k in names if k in now and recorded.get(k) is not None and recorded[k] != now[k]]
+    if "feature_hashes" in now:
+        old_f, new_f = recorded.get("feature_hashes") or {}, now["feature_hashes"] or {}
+        changed += [f"item features '{m}'" for m in sorted(set(old_f) | set(new_f)) if old_f.get(m) != new_f.get(m)]
     if changed:
         raise RunDirError(f"{run_dir}: cannot resume, changed since the run began: {', '.join(changed)}")
 
 
-def resumable_overrides(overrides: Dict[str, Any], prefix: tuple = ()) -> list[tuple]:
-    """The (section, key) paths of ``overrides``; raises on any a resumed run may not change."""
-    paths = []
+def check_resumable(overrides: Dict[str, Any], prefix: tuple = ()) -> None:
+    """Raise on any key of ``overrides`` that a resumed run may not change (`RESUMABLE`)."""
     for k, v in overrides.items():
         path = prefix + (k,)
         if isinstance(v, dict) and path not in RESUMABLE:
-            paths += resumable_overrides(v, path)
-        elif path in RESUMABLE:
-            paths.append(path)
-        else:
+            check_resumable(v, path)
+        elif path not in RESUMABLE:
             allowed = ", ".join(".".join(p) for p in sorted(RESUMABLE))
             raise RunDirError(f"--resume: '{'.'.join(path)}' cannot change in a resumed run (it would no longer "
                               f"be the run that began); resumable keys: {allowed}")
-    return paths

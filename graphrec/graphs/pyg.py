@@ -55,7 +55,7 @@ def _has_sparse_tensor() -> bool:
         import torch_geometric.typing as pyg_typing
     except ImportError:
         return False
-    # without torch_sparse, PyG defines SparseTensor as a placeholder class that raises on use
+    # without torch_sparse, PyG's SparseTensor name exists but every use raises: read the flag instead
     return bool(getattr(pyg_typing, "WITH_TORCH_SPARSE", False))
 
 
