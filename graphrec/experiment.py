@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Optional
 
@@ -29,7 +28,7 @@ from graphrec.train.tasks import Evaluator, Sampler, get_task, task_of
 from graphrec.train.tensorboard import tensorboard_callback
 from graphrec.train.trainer import Callback, Trainer
 from graphrec.errors import MissingFileError, RunDirError
-from graphrec.utils import atomic_write_json, resolve_device, safe_name, seed_everything
+from graphrec.utils import atomic_write_json, resolve_device, safe_name, seed_everything, to_name
 
 
 @dataclass
@@ -138,7 +137,7 @@ def new_run_dir(cfg: dict, out: Optional[str]) -> str:
     if out:
         return out
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    ds = re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(cfg["dataset"])).replace("..", "_").strip("._-")[-40:]
+    ds = to_name(str(cfg["dataset"]), 40)
     name = safe_name(f"{cfg['model']}-{ds}-s{cfg['seed']}-{stamp}", "run name")
     return os.path.join(cfg.get("out") or "runs", name)
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import unicodedata
 from typing import Any, Iterable
@@ -132,6 +133,14 @@ MAX_NAME_LEN = 128
 #: Unicode categories never allowed in a name: controls (NUL, newline, ESC, DEL, C1), invisible
 #: format characters (bidirectional overrides, zero-width), surrogates, line/paragraph separators
 _BAD_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def to_name(text: str, limit: int = 0, keep: str = "") -> str:
+    """``text`` made into a name `safe_name` accepts: runs of characters other than letters, digits
+    and ``_.+-`` (plus ``keep``) become ``_``, ``..`` becomes ``_``, leading/trailing ``._-`` go;
+    the last ``limit`` characters when ``limit`` > 0. Empty when nothing usable is left."""
+    s = re.sub(rf"[^A-Za-z0-9_.+{re.escape(keep)}-]+", "_", text).replace("..", "_").strip("._-")
+    return s[-limit:] if limit > 0 else s
 
 
 def safe_name(name: Any, what: str) -> str:

@@ -12,7 +12,7 @@ ROOT = os.path.dirname(graphrec.__file__)
 
 # lowest first; a unit may import units of its own layer or lower ones
 LAYERS = [
-    {"errors", "utils", "native"},
+    {"errors", "utils", "native", "stats"},
     {"data"},
     {"datasets", "graphs"},
     {"nn", "losses", "environment"},

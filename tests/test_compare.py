@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from graphrec.compare import Experiment, betainc, paired_t, t_two_sided_p, wilcoxon_exact
+from graphrec.compare import Experiment
+from graphrec.stats import betainc, paired_t, t_two_sided_p, wilcoxon_exact
 from graphrec.errors import RunDirError
 
 TINY = ["data.dataset_args={n_users: 150, n_items: 80, n_interactions: 3000}", "train.epochs=3", "threads=1"]

@@ -45,9 +45,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import re
-
-    from graphrec.utils import safe_name
+    from graphrec.utils import safe_name, to_name
     if args.export_name is not None:  # refused before the dataset is loaded
         safe_name(args.export_name, "datasets export --name")
 
@@ -57,7 +55,7 @@ def _export(args: argparse.Namespace) -> int:
 
     ds = load(args.name)
     split = dataset_split(ds, seed=args.seed)
-    default = re.sub(r"[^A-Za-z0-9_.+-]+", "_", ds.name.split(":")[-1]).replace("..", "_").strip("._-")
+    default = to_name(ds.name.split(":")[-1])
     name = args.export_name or default or "dataset"
     for kind, path in export_mmrec(ds, split, args.out, name).items():
         print(f"{kind:14s} {path}")

@@ -54,7 +54,7 @@ from graphrec.data.readers import DEFAULT_COLUMNS, from_columns, read_frame
 from graphrec.data.split import DEFAULT_HOLDOUT, make_split
 from graphrec.data.textio import read_delimited, read_text
 from graphrec.errors import ConfigError, DataError, GraphrecError, MissingFileError, UnsafeFileError
-from graphrec.utils import log, safe_name
+from graphrec.utils import log, safe_name, to_name
 
 CARD_SUFFIXES = (".yaml", ".yml")
 FORMATS = ("csv", "tsv", "parquet")
@@ -501,7 +501,7 @@ def draft_card(log_path: str, card_path: str, encoding: str = "utf-8") -> str:
     if cols["timestamp"] is not None and not _numeric(table, cols["timestamp"]):
         notes["timestamp"] = f"  # {cols['timestamp']!r} is not numeric: store seconds (or any number) to use it"
     rel = os.path.relpath(os.path.abspath(log_path), os.path.dirname(os.path.abspath(card_path)))
-    name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", os.path.basename(base).split(".")[0]).strip("._-") or "my-data"
+    name = to_name(os.path.basename(base).split(".")[0]) or "my-data"
 
     def col_line(role: str) -> str:
         c = cols[role]
