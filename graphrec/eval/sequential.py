@@ -193,14 +193,15 @@ class NextItemEvaluator:
                 reps = model.propagate()
             kmax = max(self.ks)
             n = self.users.numel()
-            sums: Dict[str, torch.Tensor] = {f"{m}@{k}": torch.zeros((), dtype=torch.float64)
+            # summed on the device: one host transfer per evaluation, not one per chunk and metric
+            sums: Dict[str, torch.Tensor] = {f"{m}@{k}": torch.zeros((), dtype=torch.float64, device=self.device)
                                              for k in self.ks for m in self.metrics}
             for s in range(0, n, self.chunk):
                 rows = torch.arange(s, min(n, s + self.chunk), device=self.device)
                 hits = self._hits(model, reps, rows, kmax)
                 per_seq = metrics_from_hits(hits, self.n_pos.index_select(0, rows), self.ks, self.metrics)
                 for name, v in per_seq.items():
-                    sums[name] = sums[name] + v.double().sum().cpu()
+                    sums[name] = sums[name] + v.double().sum()
         finally:
             model.train(was_training)
         out = {name: float(v) / max(1, n) for name, v in sums.items()}
