@@ -136,21 +136,33 @@ def _sha256_fd(fd: int) -> str:
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
+def _open_owned(path: Path, what: str) -> Tuple[Optional[int], Optional[os.stat_result], Optional[str]]:
+    """(descriptor, its stat, None) of ``path`` opened without following links, when it is a
+    regular file that only its owner (you or root) can write; else (None, None, why not)."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None, None, f"no {what} {path.name}"
+    except OSError as e:
+        return None, None, f"{what} {path} cannot be opened ({e.strerror})"
+    try:
+        st = os.fstat(fd)
+        why = f"{what} {path} is not a regular file" if not stat.S_ISREG(st.st_mode) else _unsafe(st, what, path)
+    except OSError as e:
+        why, st = f"{what} {path} cannot be read ({e.strerror})", None
+    if why:
+        os.close(fd)
+        return None, None, why
+    return fd, st, None
+
+
 def _recorded_checksum(lib: Path) -> Tuple[Optional[str], Optional[str]]:
     """(the SHA-256 recorded for ``lib``, None) or (None, why there is no trustworthy one)."""
     side = checksum_path(lib)
+    fd, _, why = _open_owned(side, "checksum file")
+    if why:
+        return None, why
     try:
-        fd = os.open(side, _OPEN_FLAGS)
-    except FileNotFoundError:
-        return None, f"no recorded checksum {side.name}"
-    except OSError as e:
-        return None, f"checksum file {side} unreadable ({e.strerror})"
-    try:
-        st = os.fstat(fd)
-        why = (f"checksum file {side} is not a regular file" if not stat.S_ISREG(st.st_mode)
-               else _unsafe(st, "checksum file", side))
-        if why:
-            return None, why
         text = os.read(fd, 256).decode("ascii", "replace").split()
     finally:
         os.close(fd)
@@ -164,19 +176,14 @@ def _open_verified(lib: Path) -> Tuple[Optional[int], Optional[str]]:
     """(an open descriptor of ``lib`` whose bytes match the recorded SHA-256, None) or
     (None, why the cached library must not be loaded). The descriptor pins the verified file: it
     is what `_dlopen` maps, whatever happens to the name afterwards."""
+    fd, st, why = _open_owned(lib, "cached library")
+    if why:
+        return None, why
     try:
-        fd = os.open(lib, _OPEN_FLAGS)
-    except OSError as e:
-        return None, f"cached library {lib} cannot be opened ({e.strerror})"
-    try:
-        st = os.fstat(fd)
-        why = (f"cached library {lib} is not a regular file" if not stat.S_ISREG(st.st_mode)
-               else _unsafe(st, "cached library", lib))
-        if why is None:
-            expected, why = _recorded_checksum(lib)
-            if why is None and _sha256_fd(fd) != expected:
-                why = (f"cached library {lib} ({st.st_size} bytes) does not match the SHA-256 recorded "
-                       f"when it was built (changed, truncated or replaced)")
+        expected, why = _recorded_checksum(lib)
+        if why is None and _sha256_fd(fd) != expected:
+            why = (f"cached library {lib} ({st.st_size} bytes) does not match the SHA-256 recorded "
+                   f"when it was built (changed, truncated or replaced)")
     except OSError as e:
         why = f"cached library {lib} cannot be read ({e.strerror})"
     if why is not None:
@@ -243,7 +250,7 @@ def _library(name: str, source: Path, cc: str) -> ctypes.CDLL:
     if os.path.lexists(target):
         fd, why = _open_verified(target)
         if why:
-            level = log.info if why.startswith("no recorded checksum") else log.warning
+            level = log.info if why.startswith("no checksum file") else log.warning  # a cache built before checksums
             level("native %s: %s; rebuilding it", name, why)
     if fd is None:
         fd = _build(source, cc, target)
