@@ -20,7 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-COMMANDS = ["datasets", "encode", "build_graphs", "train", "evaluate", "recommend", "bench", "checkpoint", "compare"]
+COMMANDS = ["datasets", "encode", "build_graphs", "train", "evaluate", "recommend", "bench", "checkpoint", "compare",
+            "export", "explain"]
 #: exit codes: bad input (argparse uses 2 for usage errors too), internal error, Ctrl-C (128 + SIGINT)
 EXIT_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 130
 

@@ -3,8 +3,9 @@
 A model names its task (`Recommender.task`); the composition root asks the task for the sampler and
 the valid/test evaluators, and the trainer only sees batches and evaluators. Nothing else branches
 on the kind of batch. Tasks are open: a pretraining stage registers its own with
-:func:`register_task` (item batches and a validation-loss evaluator, say) without touching the
-trainer.
+:func:`register_task` (item batches and a validation-loss evaluator, say) in a module
+``graphrec/train/task_<name>.py`` of its own, which is imported with this one (``_TASKS`` then
+lists every task, for ``eval.protocol``'s choices); nothing here or in the trainer changes.
 
 - ``pairwise``: (user, pos, neg[s]) triples (`graphrec.train.samplers.BPRSampler`); full ranking of
   every item per user with the user's training items masked (`graphrec.eval.ranking`).
@@ -15,6 +16,8 @@ trainer.
 from __future__ import annotations
 
 import abc
+import importlib
+import pkgutil
 from typing import Any, ClassVar, Dict, Iterator, Optional, Protocol
 
 import torch
@@ -165,3 +168,14 @@ class NextItemTask(Task):
     def _max_len(model: Recommender) -> int:
         # a user-based model judged by this protocol reads no history (it scores the user): one column
         return int(model.max_len) if model.max_len is not None else 1
+
+
+def _discover() -> None:
+    """Import every ``graphrec.train.task_*`` module: each registers its task(s) on import."""
+    import graphrec.train as package
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("task_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+_discover()
