@@ -44,7 +44,8 @@ from graphrec.errors import ConfigError, MissingFileError, UnknownKeyError
 from graphrec.utils import content_hash
 
 SECTIONS = ("data", "train", "eval")
-FREE_FORM = ("dataset_args",)  # mappings whose keys belong to someone else (a dataset loader)
+FREE_FORM = ("dataset_args", "extra_features")  # mappings whose keys belong to someone else (a dataset
+                                                 # loader; the user's own modality names)
 NEXT_ITEM_METRICS = ("recall", "ndcg", "mrr", "hit")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

@@ -45,7 +45,8 @@ class Prepared:
 
 def load_dataset(cfg: dict) -> Dataset:
     from graphrec.datasets import load
-    return load(cfg["dataset"], **(cfg["data"].get("dataset_args") or {}))
+    dataset = load(cfg["dataset"], **(cfg["data"].get("dataset_args") or {}))
+    return dataset.with_item_tables(cfg["data"].get("extra_features") or {})
 
 
 def split_for(dataset: Dataset, cfg: dict) -> Split:
@@ -85,7 +86,8 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
     hp = dict(cfg.get("model_params") or {})
     own_dataset = dataset is None
     with probe.phase("data"):
-        dataset = dataset or load_dataset(cfg)
+        # a dataset handed in (an Experiment's, reused over seeds) gains the configured tables too
+        dataset = dataset.with_item_tables(cfg["data"].get("extra_features") or {}) if dataset else load_dataset(cfg)
         split = split or split_for(dataset, cfg)
     check_trainable(split, train_masked=_masks_known_items(cfg, model_cls),
                     allow_overlap=cfg["data"]["repeated_pairs"] == "warn")

@@ -159,6 +159,13 @@ class Recommender(nn.Module, abc.ABC):
         return 0
 
     # -- optional hooks ------------------------------------------------------------------------
+    def export_tables(self) -> Dict[str, torch.Tensor]:
+        """Named tables a later stage or another model reads (``graphrec export``, then
+        ``data.extra_features`` or a fine-tuning model's initialiser): ``"item/<name>"``
+        [n_items, d] (row = item index) or ``"user/<name>"`` [n_users, d]. Called in eval mode
+        without gradients. Default: none."""
+        return {}
+
     def pre_epoch(self, epoch: int, generator: torch.Generator) -> None:
         """Called before each training epoch (e.g. FREEDOM's per-epoch edge pruning)."""
 
