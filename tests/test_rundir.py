@@ -113,7 +113,7 @@ def test_resume_names_what_changed(tmp_path):
     other = load("synthetic", n_users=120, n_items=60, n_interactions=2000, seed=5)
     with pytest.raises(RunDirError, match="interactions"):
         run(resume=out, dataset=other, quiet=True)
-    image = data.features.features["image"]
+    image = data.features["image"]
     data.features.features["image"] = image + 1.0
     with pytest.raises(RunDirError, match="item features 'image'"):
         run(resume=out, dataset=data, quiet=True)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import glob
 import os
+from functools import partial
 from typing import Optional
 
 import numpy as np
 
 from graphrec.data.dataset import Dataset
-from graphrec.data.features import ItemFeatures, load_npy, npy_rows
+from graphrec.data.features import ItemFeatures, LazyTable, load_npy, npy_header, npy_rows
 from graphrec.data.ids import check_unique, dense_size, parse_ids, parse_indices
 from graphrec.data.interactions import IdMap, Interactions
 from graphrec.data.readers import read_mmrec_inter
@@ -120,8 +121,9 @@ def load_mmrec(path: str, name: Optional[str] = None, modalities: Optional[list[
     imap = IdMap(iids if iids is not None else np.arange(n_items), "item")
     inter = Interactions(inter.user, inter.item, umap, imap, timestamp=inter.timestamp, rating=inter.rating,
                          source=inter_path, meta=inter.meta)
-    features = ItemFeatures({m: load_npy(f, n_items, imap, m) for m, f in feats_present.items()}, imap,
-                            dict(feats_present)) if feats_present else None
+    # read when a model asks for the modality (LightGCN reads none: 0.38 GB of image rows at Clothing)
+    features = ItemFeatures({m: LazyTable((n_items, npy_header(f)[0][1]), partial(load_npy, f, n_items, imap, m))
+                             for m, f in feats_present.items()}, imap, dict(feats_present)) if feats_present else None
     split = split_from_labels(inter, labels, "predefined") if labels is not None else None
     tpath = os.path.join(path, "item_text.tsv")
     text = _item_text(tpath, n_items, encoding) if os.path.exists(tpath) else None
