@@ -22,7 +22,8 @@ from graphrec.data.dataset import Dataset
 from graphrec.data.split import Split
 from graphrec.environment import environment
 from graphrec.models import ModelContext, Recommender, get_model
-from graphrec.train import checkpoint
+from graphrec.train import checkpoint, distributed
+from graphrec.train.distributed import World
 from graphrec.train.probe import PhaseProbe
 from graphrec.train.tasks import Evaluator, Sampler, get_task, task_of
 from graphrec.train.tensorboard import tensorboard_callback
@@ -116,12 +117,16 @@ def prepare(cfg: dict, split: Optional[Split] = None, dataset: Optional[Dataset]
     return Prepared(cfg, dataset, split, model, device, probe, meta, feature_hashes)
 
 
-def evaluators(p: Prepared) -> tuple[Evaluator, Evaluator]:
+def evaluators(p: Prepared, world: Optional[World] = None) -> tuple[Evaluator, Evaluator]:
     """(valid, test) evaluators of the model's task, or of the task named by ``eval.protocol``
-    (e.g. a pairwise model judged by the next-item protocol, beside sequence models)."""
+    (e.g. a pairwise model judged by the next-item protocol, beside sequence models); in a
+    data-parallel run, over this rank's users with metrics combined over ranks."""
     protocol = str(p.cfg["eval"].get("protocol") or "task")
     task = task_of(p.model) if protocol == "task" else get_task(protocol)
-    return task.evaluators(p.model, p.split, p.cfg, p.device)
+    if world is None:
+        return task.evaluators(p.model, p.split, p.cfg, p.device)
+    valid, test = task.evaluators(p.model, distributed.shard_split(p.split, world), p.cfg, p.device)
+    return distributed.ShardedEvaluator(valid, world), distributed.ShardedEvaluator(test, world)
 
 
 def sampler(p: Prepared) -> Optional[Sampler]:
@@ -130,10 +135,15 @@ def sampler(p: Prepared) -> Optional[Sampler]:
 
 
 def trainer_for(p: Prepared, valid: Evaluator, run_dir: str, callbacks: Iterable[Callback] = (),
-                checkpoints: bool = True) -> Trainer:
-    """The trainer of a prepared run, with its task's sampler."""
-    return Trainer(p.model, sampler(p), valid, p.cfg["train"], run_dir, p.device, int(p.cfg["seed"]),
-                   p.probe, callbacks=list(callbacks), checkpoints=checkpoints)
+                checkpoints: bool = True, world: Optional[World] = None) -> Trainer:
+    """The trainer of a prepared run, with its task's sampler (in a data-parallel run, this rank's
+    share of each batch and the gradient average over ranks: `graphrec.train.distributed`)."""
+    batches, callbacks = sampler(p), list(callbacks)
+    if world is not None and batches is not None:
+        batches = distributed.ShardedSampler(batches, world)
+        callbacks.append(distributed.GradientSync(world, batches))
+    return Trainer(p.model, batches, valid, p.cfg["train"], run_dir, p.device, int(p.cfg["seed"]),
+                   p.probe, callbacks=callbacks, checkpoints=checkpoints)
 
 
 def new_run_dir(cfg: dict, out: Optional[str]) -> str:
@@ -178,19 +188,33 @@ def _resume_config(run_dir: str, overrides: dict, model, dataset, config_files, 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),
         overrides: Optional[dict] = None, seed: Optional[int] = None, epochs: Optional[int] = None,
-        out: Optional[str] = None, resume: Optional[str] = None, quiet: bool = False) -> dict:
+        out: Optional[str] = None, resume: Optional[str] = None, quiet: bool = False,
+        _world: Optional[tuple] = None) -> dict:
     """Train and evaluate one model; returns (and writes) the result record.
 
     ``dataset`` is a registered name or an already loaded `Dataset` (its ``name`` is recorded).
     ``resume=RUN_DIR`` continues an interrupted run from its ``last.pt`` with its saved config; only
     ``epochs``, ``quiet`` and the overrides of `graphrec.rundir.RESUMABLE` may come with it, and it
     is refused when the config, dataset, split or item features differ from the run's start.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each process is one rank of a data-parallel run
+    (`graphrec.train.distributed`); rank 0 writes the run directory.
     """
     data_obj = dataset if isinstance(dataset, Dataset) else None
     if data_obj is not None:
         dataset = data_obj.name
     elif isinstance(dataset, str) and is_card(dataset):
         dataset = os.path.abspath(dataset)  # the run's config must find the card from anywhere
+    if _world is None:
+        world = distributed.from_env(resolve_device((overrides or {}).get("device", "auto")))
+        if world is not None:
+            return _run_ranked(world, model, dataset, data_obj, config_files, overrides, seed, epochs, out, resume,
+                               quiet)
+    world, told = _world if _world is not None else (None, {})
+
+    def tell_peers(run_dir: str, cfg: dict) -> None:  # rank 0 of a data-parallel run: the run has started
+        if world is not None:
+            told["run_dir"] = run_dir
+            world.broadcast_object({"run_dir": run_dir, "cfg": cfg})
     if resume:
         run_dir = resume
         # an in-memory dataset must be handed again (nothing names it); a dataset name may not change
@@ -207,7 +231,8 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
             config_mod.dump(cfg, os.path.join(run_dir, "config.yaml"))
             if recorded is not None:
                 rundir.write_fingerprint(run_dir, now)
-            return _finish(p, run_dir, *_start(p, run_dir, resume=True), quiet=quiet)
+            tell_peers(run_dir, cfg)
+            return _finish(p, run_dir, *_start(p, run_dir, resume=True, world=world), quiet=quiet, world=world)
         finally:
             lock.release()
     ov = dict(overrides or {})
@@ -225,36 +250,67 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
         p = prepare(cfg, dataset=data_obj, hash_features=True)
         p.split.save(run_dir)
         rundir.write_fingerprint(run_dir, fingerprint(p))
-        started = _start(p, run_dir, resume=False)
+        tell_peers(run_dir, cfg)
+        started = _start(p, run_dir, resume=False, world=world)
     try:  # from here on the run directory holds results: it stays, whatever happens
-        return _finish(p, run_dir, *started, quiet=quiet)
+        return _finish(p, run_dir, *started, quiet=quiet, world=world)
     finally:
         lock.release()
 
 
-def _start(p: Prepared, run_dir: str, resume: bool) -> tuple[Trainer, Evaluator, Evaluator]:
+def _run_ranked(world: World, model, dataset, data_obj, config_files, overrides, seed, epochs, out, resume,
+                quiet: bool) -> dict:
+    """One rank of a data-parallel run: rank 0 makes (or checks and reopens) the run directory as a
+    single process would and tells the others where it is, or why it failed."""
+    if world.is_main:
+        told: dict = {}
+        try:
+            return run(model, data_obj or dataset, config_files, overrides, seed, epochs, out, resume, quiet,
+                       _world=(world, told))
+        except BaseException as e:
+            if "run_dir" not in told:  # failed before the start: the peers must not wait for it
+                world.broadcast_object({"error": f"{type(e).__name__}: {e}"})
+            raise
+    told = world.broadcast_object(None)
+    if "error" in told:
+        raise distributed.DistributedError(f"rank {world.rank}: rank 0 could not start the run: {told['error']}")
+    run_dir, cfg = told["run_dir"], told["cfg"]
+    cfg["train"]["progress"] = False
+    split = Split.load(run_dir)  # the split rank 0 made and saved
+    p = prepare(cfg, split=split, dataset=data_obj)
+    return _finish(p, run_dir, *_start(p, run_dir, resume=bool(resume), world=world), quiet=True, world=world)
+
+
+def _start(p: Prepared, run_dir: str, resume: bool, world: Optional[World] = None
+           ) -> tuple[Trainer, Evaluator, Evaluator]:
     """Evaluators and trainer of a prepared run, its state restored or initialised."""
     cfg = p.cfg
-    valid_eval, test_eval = evaluators(p)
-    tb = tensorboard_callback(run_dir)  # None without the optional tensorboard package
-    trainer = trainer_for(p, valid_eval, run_dir, callbacks=[tb] if tb else [])
+    valid_eval, test_eval = evaluators(p, world)
+    main = world is None or world.is_main
+    tb = tensorboard_callback(run_dir) if main else None  # None without the optional tensorboard package
+    trainer = trainer_for(p, valid_eval, run_dir, callbacks=[tb] if tb else [], checkpoints=main, world=world)
     if resume:
         trainer.resume()
     elif cfg["train"].get("init_from"):
         path = checkpoint.resolve_init(cfg["train"]["init_from"])
         checkpoint.load_into(p.model, checkpoint.load_file(path), only=cfg["train"].get("init_components"),
                              strict=False, where=path)
+    if world is not None:
+        world.broadcast_module(p.model)  # identical replicas, whatever each rank read
     return trainer, valid_eval, test_eval
 
 
 def _finish(p: Prepared, run_dir: str, trainer: Trainer, valid_eval: Evaluator, test_eval: Evaluator,
-            quiet: bool) -> dict:
+            quiet: bool, world: Optional[World] = None) -> dict:
     """Train, test the selected checkpoint once, write and return the result record."""
     cfg = p.cfg
     summary = trainer.fit()
     # test: once, for the selected (best-valid) checkpoint
-    best = os.path.join(run_dir, "best.pt")
-    checkpoint.load_into(p.model, checkpoint.load_file(best), where=best)
+    if world is None or world.is_main:
+        best = os.path.join(run_dir, "best.pt")
+        checkpoint.load_into(p.model, checkpoint.load_file(best), where=best)
+    if world is not None:
+        world.broadcast_module(p.model)
     with p.probe.phase("test"):
         test = test_eval.evaluate(p.model)
     result = {
@@ -268,8 +324,11 @@ def _finish(p: Prepared, run_dir: str, trainer: Trainer, valid_eval: Evaluator, 
         "config_hash": config_mod.config_hash(cfg),
         "graph_build_s": round(p.probe.phases.get("graph_build", {}).get("seconds", 0.0), 4),
         "graphs": p.graph_meta, "phases": p.probe.phases, "peak_mem_mb": round(p.probe.peak_mb(), 1),
+        "world_size": world.size if world is not None else 1,
         **environment(p.device),
     }
+    if world is not None and not world.is_main:
+        return result  # rank 0 writes and prints
     atomic_write_json(os.path.join(run_dir, "result.json"), result)
     if not quiet:
         print(format_result(result))

@@ -63,6 +63,10 @@ class Callback:
 
     def on_step(self, trainer: "Trainer", terms: Dict[str, torch.Tensor]) -> None: ...
 
+    def on_gradients(self, trainer: "Trainer", params: list) -> None:
+        """After a backward pass, before clipping and the optimiser step (data-parallel training
+        averages the gradients of ``params`` over ranks here)."""
+
     def on_evaluation(self, trainer: "Trainer", metrics: Dict[str, float]) -> None: ...
 
     def on_epoch_end(self, trainer: "Trainer", record: Dict[str, Any]) -> None: ...
@@ -123,6 +127,8 @@ class Trainer:
         self.stop_reason = ""
         self.last_steps = 0  # batches run by the latest epoch (fewer than the sampler's with max_steps_per_epoch)
         self._regioned = [cb for cb in self.callbacks if type(cb).region is not Callback.region]
+        self._gradient_hooks = [cb for cb in self.callbacks if type(cb).on_gradients is not Callback.on_gradients]
+        self._main_params = main
 
     # -- persistence ---------------------------------------------------------------------------
     def _path(self, name: str) -> str:
@@ -158,9 +164,10 @@ class Trainer:
                   "train_seconds", "eval_seconds"):
             setattr(self, k, st[k])
         # the epoch log may hold lines written after the last checkpoint: rewrite it from history
-        with open(self._path("epochs.jsonl"), "w") as f:
-            for rec in self.history:
-                f.write(json.dumps(rec) + "\n")
+        if self.checkpoints:  # (a data-parallel rank other than 0 writes nothing)
+            with open(self._path("epochs.jsonl"), "w") as f:
+                for rec in self.history:
+                    f.write(json.dumps(rec) + "\n")
         log.info("resumed %s at epoch %d (best %s=%.4f at epoch %d)", self.run_dir, self.epoch,
                  self.metric, self.best_score, self.best_epoch)
 
@@ -174,6 +181,10 @@ class Trainer:
             if cm is not None:
                 stack.enter_context(cm)
         return stack
+
+    def _gradients(self, params: list) -> None:
+        for cb in self._gradient_hooks:
+            cb.on_gradients(self, params)
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -200,6 +211,7 @@ class Trainer:
                     if not aux_terms:
                         break
                     sum(aux_terms.values()).backward()
+                    self._gradients(model.auxiliary_parameters())
                     self.aux_opt.step()
         with self._region("zero_grad"):
             self.opt.zero_grad(set_to_none=True)
@@ -214,6 +226,7 @@ class Trainer:
                 f"(terms: { {k: float(v) for k, v in terms.items()} }); lower train.lr or check inputs")
         with self._region("backward"):
             loss.backward()
+        self._gradients(self._main_params)
         if self.cfg.get("grad_clip"):
             torch.nn.utils.clip_grad_norm_(model.main_parameters(), float(self.cfg["grad_clip"]))
         with self._region("optimizer_step"):
