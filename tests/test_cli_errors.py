@@ -37,6 +37,8 @@ def _one_error_line(proc, culprit):
     (["train", "--dataset", "no-such-data", "--quiet"], "no-such-data"),
     (["train", "--set", "train.no_such_key=1", "--quiet"], "train.no_such_key"),
     (["evaluate", "missing-run-dir"], "missing-run-dir"),
+    (["train", "--model", "mf", "--set", "data.dataset_args={n_users:30}", "--quiet"], "'n_users:30'"),
+    (["train", "--model", "mf", "--set", "data.extra_features={vec: no-such.npy}", "--quiet"], "no-such.npy"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, culprit):
     _one_error_line(_graphrec(args, tmp_path), culprit)

@@ -68,7 +68,19 @@ def load(name: str, **kwargs) -> Dataset:
         kwargs[entry.path_arg] = arg  # type: ignore[index]
     elif entry.path_required and entry.path_arg not in kwargs:
         raise ValueError(f"dataset {entry.name!r} needs a directory: use '{entry.name}:<dir>'")
-    return entry.loader(**kwargs)
+    try:
+        return entry.loader(**kwargs)
+    except TypeError as e:
+        # an argument the loader does not take (data.dataset_args: a typo, or YAML's {a:1}, which is
+        # the key 'a:1'): one line naming it, not an internal error
+        import re
+
+        from graphrec.errors import ConfigError
+        m = re.search(r"unexpected keyword argument '([^']*)'", str(e))
+        if m is None or m.group(1) not in kwargs:
+            raise
+        hint = " (YAML needs a space after ':' in {key: value})" if ":" in m.group(1) else ""
+        raise ConfigError(f"dataset {entry.name!r}: unknown argument {m.group(1)!r} in data.dataset_args{hint}") from None
 
 
 def _register_builtin() -> None:
