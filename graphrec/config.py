@@ -201,6 +201,7 @@ RULES: dict[str, Rule] = {
     "data.repeated_pairs": Rule(str, choices=_fixed("error", "warn")),
     "data.split_seed": Rule(int, ge=0),
     "data.cache_dir": Rule(str, nullable=True, min_len=1),
+    "data.knn_index": Rule(str, choices=_choices_of("graphrec.graphs.knn", "INDEXES")),
     "train.epochs": Rule(int, ge=0),
     "train.batch_size": Rule(int, ge=1),
     "train.optimizer": Rule(str, choices=_choices_of("graphrec.train.trainer", "_OPTIMISERS")),

@@ -13,7 +13,8 @@ from graphrec.train.probe import current_rss_mb, peak_rss_mb, reset_peak_rss
 from graphrec.utils import atomic_write_json
 
 
-def graph_specs(modalities: list[str], knn_k: int, co_topk: Optional[int]) -> list[tuple[str, dict]]:
+def graph_specs(modalities: list[str], knn_k: int, co_topk: Optional[int],
+                knn_index: str = "auto") -> list[tuple[str, dict]]:
     specs: list[tuple[str, dict]] = [
         ("user-item (sym)", {"kind": "bipartite", "norm": "sym"}),
         ("interaction R", {"kind": "interaction", "norm": "none"}),
@@ -21,9 +22,10 @@ def graph_specs(modalities: list[str], knn_k: int, co_topk: Optional[int]) -> li
         ("item-item co-interaction", {"kind": "cointeraction", "side": "item", "topk": co_topk}),
     ]
     for m in modalities:
-        specs.append((f"kNN {m}", {"kind": "knn", "modality": m, "k": knn_k}))
+        specs.append((f"kNN {m}", {"kind": "knn", "modality": m, "k": knn_k, "index": knn_index}))
     if "image" in modalities and "text" in modalities:
-        specs.append(("kNN mix (FREEDOM)", {"kind": "knn_mix", "modalities": {"image": 0.1, "text": 0.9}, "k": knn_k}))
+        specs.append(("kNN mix (FREEDOM)", {"kind": "knn_mix", "modalities": {"image": 0.1, "text": 0.9}, "k": knn_k,
+                                            "index": knn_index}))
     return specs
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     cuda = torch.cuda.is_available()
-    for label, spec in graph_specs(mods, args.knn_k, args.cointeraction_topk):
+    for label, spec in graph_specs(mods, args.knn_k, args.cointeraction_topk, args.knn_index):
         exact = reset_peak_rss()
         base_mb = current_rss_mb()
         if cuda:
@@ -59,14 +61,16 @@ def run(args: argparse.Namespace) -> int:
                "degree_min": s["degree_min"], "degree_mean": s["degree_mean"], "degree_max": s["degree_max"],
                "build_s": g.meta.get("build_s", wall), "wall_s": wall, "cached": bool(g.meta.get("cached")),
                "peak_extra_rss_mib": max(0, peak_kib) / 1024, "peak_is_per_graph": exact,
-               "hash": g.meta.get("hash")}
+               "hash": g.meta.get("hash"), "index": g.meta.get("params", {}).get("index"),
+               "recall": g.meta.get("recall")}
         if cuda:
             row["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
         rows.append(row)
         nodes = f"{g.shape[0]}x{g.shape[1]}"
         deg = f"{s['degree_min']:.0f}/{s['degree_mean']:.1f}/{s['degree_max']:.0f}"
         print(f"{label:<26} {nodes:>15} {g.nnz:>11} {deg:>22} {row['build_s']:>8.2f} "
-              f"{row['peak_extra_rss_mib']:>9.1f} {'yes' if row['cached'] else 'no'}")
+              f"{row['peak_extra_rss_mib']:>9.1f} {'yes' if row['cached'] else 'no'}"
+              + (f"  {row['index']} index, neighbour recall {row['recall']:.4f}" if row["recall"] is not None else ""))
     if not rows or not rows[0]["peak_is_per_graph"]:
         print("(peak memory is the process high-water mark: /proc/self/clear_refs is not writable)")
     if args.json:
@@ -81,6 +85,9 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("--dataset", required=True, help="dataset name (see `graphrec datasets`)")
     p.add_argument("--knn-k", type=int, default=10, help="neighbours per item in the modality kNN graphs (10)")
+    p.add_argument("--knn-index", default="auto", choices=("auto", "exact", "ivf", "hnsw"),
+                   help="exact search, or an approximate FAISS index whose neighbour recall against exact is "
+                        "printed (auto: exact up to 100,000 items)")
     p.add_argument("--cointeraction-topk", type=int, default=None,
                    help="keep only each node's top-k co-interaction neighbours (default: all)")
     p.add_argument("--cache-dir", default=None, help="graph cache directory ($GRAPHREC_CACHE or "

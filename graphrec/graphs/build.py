@@ -29,7 +29,7 @@ from graphrec.graphs.sparse import SparseGraph
 GRAPH_VERSION = 1  # bump when a builder's output changes for the same inputs
 KINDS = ("bipartite", "interaction", "knn", "knn_mix", "cointeraction")
 # options that change speed/placement but never the graph (kept out of the cache key)
-_NOT_IN_KEY = {"backend", "chunk_size", "device"}
+_NOT_IN_KEY = {"backend", "chunk_size", "device", "recall_rows"}
 
 
 def _options(fn: Callable, spec: dict, skip: tuple[str, ...]) -> dict:
@@ -94,6 +94,10 @@ def build(spec: dict, train: Interactions, features: Optional[ItemFeatures] = No
             g = mix_graphs(parts, mods)
             g.meta["build_s"] = sum(p.meta["build_s"] for p in parts.values()) + g.meta["build_s"]
             g.meta["params"].update({n: v for n, v in opts.items() if n not in _NOT_IN_KEY})
+            recall = {m: p.meta["recall"] for m, p in parts.items() if "recall" in p.meta}
+            if recall:  # approximate parts: the mix is as good as its worst part
+                g.meta.update(recall=min(recall.values()), recall_parts=recall)
+                g.meta["params"]["index"] = next(p.meta["params"]["index"] for p in parts.values())
             return g
     else:
         raise ValueError(f"graph spec {spec}: unknown kind {kind!r}; expected one of {KINDS}")

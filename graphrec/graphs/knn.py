@@ -13,12 +13,24 @@ Memory: never an n x n matrix. ``backend="faiss"`` uses an exact ``IndexFlatIP``
 (GPU index when CUDA and faiss-gpu are present) and asks for k+1 neighbours to detect a tie at the
 k-th place; only tied rows are recomputed with the torch path. ``backend="torch"`` computes
 ``X̂[chunk] X̂^T`` and its top-k chunk by chunk: extra memory is O(chunk x n) floats.
+
+Approximate neighbours for large catalogues (``index``, FAISS only): ``"ivf"`` is an inverted
+file (``IndexIVFFlat``, inner product) of ``nlist`` k-means cells (default ``4 sqrt(n)``, trained
+on a seeded sample of ``64 nlist`` rows) of which ``nprobe`` (default ``nlist / 8``) are searched,
+on the GPU where faiss-gpu is installed; ``"hnsw"`` is a navigable small-world graph
+(``IndexHNSWFlat``, ``M`` = 32 links, ``ef_search`` = max(64, 4k)). ``"auto"`` (the default)
+is exact below ``EXACT_MAX_ITEMS`` items and IVF above. An approximate graph records its
+neighbour recall against exact search, measured on ``recall_rows`` seeded random rows, in its
+metadata (``meta["recall"]``); rows where the index returns fewer than k neighbours are recomputed
+exactly (counted in ``meta["exact_rows"]``). Ties at the k-th place are not resolved there.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Mapping, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,6 +40,8 @@ from graphrec.graphs.topk import topk_low_ties
 from graphrec.utils import content_hash, log
 
 INCLUDE_SELF_DEFAULT = True  # FREEDOM: plain torch.topk over the full similarity row
+INDEXES = ("auto", "exact", "ivf", "hnsw")
+EXACT_MAX_ITEMS = 100_000  # index="auto": exact search up to here (Clothing's 23k items: 2 s with faiss)
 CHUNK_BYTES = 1 << 27  # 128 MiB of float32 scores per torch chunk by default
 
 
@@ -94,11 +108,66 @@ def _faiss_topk(faiss, xn: torch.Tensor, k: int, include_self: bool, chunk: int,
     return vals.to(device), idx.to(device)
 
 
+def _approx_index(faiss, index: str, d: int, n: int, k: int, nlist: Optional[int], nprobe: Optional[int]):
+    if index == "hnsw":
+        ix = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        ix.hnsw.efSearch = max(64, 4 * k)
+        return ix, {"M": 32, "ef_search": ix.hnsw.efSearch}
+    nlist = int(nlist) if nlist else max(1, min(n // 39, int(4 * math.sqrt(n))))
+    ix = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    ix.nprobe = int(nprobe) if nprobe else max(1, nlist // 8)
+    return ix, {"nlist": nlist, "nprobe": ix.nprobe}
+
+
+def _faiss_approx_topk(faiss, xn: torch.Tensor, k: int, include_self: bool, index: str,
+                       nlist: Optional[int], nprobe: Optional[int], device: torch.device
+                       ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Approximate top-k by an IVF or HNSW index; rows left with fewer than k neighbours are
+    recomputed exactly."""
+    n, d = xn.shape
+    x_np = xn.detach().to("cpu", torch.float32).contiguous().numpy()
+    ix, info = _approx_index(faiss, index, d, n, k, nlist, nprobe)
+    if index == "ivf":
+        sample = np.random.default_rng(0).choice(n, size=min(n, 64 * info["nlist"]), replace=False)
+        ix.train(x_np[np.sort(sample)])
+        if _faiss_gpu_ok(faiss, device):
+            ix = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device.index or 0, ix)
+    ix.add(x_np)
+    kk = min(n, k + (0 if include_self else 1))
+    D, I = ix.search(x_np, kk)
+    D, I = torch.from_numpy(D), torch.from_numpy(I)
+    if not include_self:
+        D = torch.where(I == torch.arange(n).unsqueeze(1), torch.tensor(float("-inf")), D)
+    D = torch.where(I < 0, torch.tensor(float("-inf")), D)
+    order = torch.sort(D, dim=1, descending=True, stable=True).indices
+    vals, idx = D.gather(1, order)[:, :k].contiguous(), I.gather(1, order)[:, :k].contiguous()
+    short = torch.nonzero(~torch.isfinite(vals).all(dim=1)).squeeze(1)
+    if short.numel():
+        v, c = _torch_topk_rows(xn.to("cpu"), short, k, include_self, default_chunk(n))
+        vals[short], idx[short] = v, c
+    info["exact_rows"] = int(short.numel())
+    return vals.to(device), idx.to(device), info
+
+
+def neighbour_recall(xn: torch.Tensor, idx: torch.Tensor, k: int, include_self: bool, rows: int,
+                     seed: int = 0) -> float:
+    """Mean over ``rows`` seeded random rows of |approximate top-k ∩ exact top-k| / k."""
+    n = xn.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(n, generator=g)[:min(n, rows)].to(xn.device)
+    _, exact = _torch_topk_rows(xn, pick, k, include_self, default_chunk(n))
+    approx = idx.index_select(0, pick)
+    hit = (approx.unsqueeze(2) == exact.unsqueeze(1)).any(dim=2).sum()
+    return float(hit) / (pick.numel() * k)
+
+
 def knn_graph(features: torch.Tensor, k: int = 10, backend: str = "auto", norm: str = "sym",
               include_self: bool = INCLUDE_SELF_DEFAULT, chunk_size: Optional[int] = None,
               device: Optional[str | torch.device] = None, weight: str = "binary",
-              symmetrize: bool = False) -> SparseGraph:
-    """Exact cosine kNN graph (n x n, CSR) of ``features`` (n x d); see the module doc.
+              symmetrize: bool = False, index: str = "auto", nlist: Optional[int] = None,
+              nprobe: Optional[int] = None, recall_rows: int = 1000) -> SparseGraph:
+    """Cosine kNN graph (n x n, CSR) of ``features`` (n x d), exact or by an approximate FAISS
+    ``index``; see the module doc.
 
     The graph lives on ``device`` (default: the features' device).
     """
@@ -110,6 +179,8 @@ def knn_graph(features: torch.Tensor, k: int = 10, backend: str = "auto", norm: 
         raise ValueError(f"knn_graph: unknown norm {norm!r}; expected one of {NORMS}")
     if weight not in ("binary", "cosine"):
         raise ValueError(f"knn_graph: unknown weight {weight!r} (expected 'binary' or 'cosine')")
+    if index not in INDEXES:
+        raise ValueError(f"knn_graph: unknown index {index!r}; expected one of {INDEXES}")
     if not torch.isfinite(features).all():
         raise ValueError("knn_graph: features contain NaN/inf")
     t0 = time.perf_counter()
@@ -127,7 +198,18 @@ def knn_graph(features: torch.Tensor, k: int = 10, backend: str = "auto", norm: 
         raise ValueError("knn_graph: backend='faiss' requested but faiss cannot be imported "
                          "(pip install faiss-cpu, or use backend='torch')")
     used = "faiss" if faiss is not None else "torch"
-    if used == "faiss":
+    kind = ("ivf" if n > EXACT_MAX_ITEMS else "exact") if index == "auto" else index
+    approx: dict = {}
+    if kind != "exact":
+        if faiss is None:
+            raise ValueError(f"knn_graph: index={index!r} ({kind} for {n:,} items) needs faiss (pip install "
+                             f"faiss-cpu), or set index='exact'")
+        vals, idx, approx = _faiss_approx_topk(faiss, xn, k_eff, include_self, kind, nlist, nprobe, device)
+        approx["recall"] = neighbour_recall(xn, idx, k_eff, include_self, recall_rows)
+        log.info("knn_graph: %s index over %d items (%s): neighbour recall %.4f on %d rows", kind, n,
+                 ", ".join(f"{a}={b}" for a, b in approx.items() if a != "recall"), approx["recall"],
+                 min(n, recall_rows))
+    elif used == "faiss":
         vals, idx = _faiss_topk(faiss, xn, k_eff, include_self, chunk, device)
     else:
         vals, idx = _torch_topk_rows(xn, torch.arange(n, device=device), k_eff, include_self, chunk)
@@ -144,9 +226,13 @@ def knn_graph(features: torch.Tensor, k: int = 10, backend: str = "auto", norm: 
         adj = torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), v, size=(n, n), check_invariants=False)
     params = {"k": int(k), "norm": norm, "include_self": bool(include_self), "weight": weight,
               "symmetrize": bool(symmetrize)}
-    return SparseGraph(adj, {"kind": "knn", "norm": norm, "params": {**params, "backend": used},
-                             "hash": content_hash("knn", content_hash(features), params),
-                             "build_s": time.perf_counter() - t0})
+    if kind != "exact":  # an exact graph keeps the hash it always had
+        params.update(index=kind, nlist=approx.get("nlist"), nprobe=approx.get("nprobe"))
+    meta = {"kind": "knn", "norm": norm, "params": {**params, "backend": used, "index": kind},
+            "hash": content_hash("knn", content_hash(features), params), "build_s": time.perf_counter() - t0}
+    if approx:
+        meta.update(recall=approx["recall"], exact_rows=approx["exact_rows"])
+    return SparseGraph(adj, meta)
 
 
 def mix_graphs(graphs: Mapping[str, SparseGraph], weights: Mapping[str, float]) -> SparseGraph:
