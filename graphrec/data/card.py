@@ -50,7 +50,7 @@ from graphrec.data.dataset import Dataset
 from graphrec.data.features import MISSING_POLICIES, ItemFeatures, load_npy, npy_rows
 from graphrec.data.frames import (TEXT_MISSING, align_features, aligned_content, clean, encode_image_paths,
                                   encode_text_column)
-from graphrec.data.readers import DEFAULT_COLUMNS, from_columns, read_frame
+from graphrec.data.readers import DEFAULT_COLUMNS, default_sep, is_large, from_columns, read_frame
 from graphrec.data.split import DEFAULT_HOLDOUT, make_split
 from graphrec.data.textio import read_delimited, read_text
 from graphrec.errors import ConfigError, DataError, GraphrecError, MissingFileError, UnsafeFileError
@@ -200,6 +200,8 @@ def _interactions(card: _Card, obj: Any):
     sec = card.section(obj, w, ("path", "format", "delimiter", "encoding", "columns"), ("path",))
     path = card.file(sec, "path", w)
     cols = card.section(sec.get("columns"), f"{w}.columns", _ROLES)
+    if is_large(path):  # a large log: block by block, bounded memory (graphrec.data.stream)
+        return _streamed_interactions(card, sec, w, path, cols)
     table = _table(card, sec, w, path)
     names = {}
     for role in _ROLES:  # timestamp/rating: read under their default names when present, unless set to null
@@ -215,6 +217,25 @@ def _interactions(card: _Card, obj: Any):
     return card.wrap(w, lambda: from_columns(get("user"), get("item"), timestamp=get("timestamp"),
                                              rating=get("rating"), source=path, table=table,
                                              names={r: c or "" for r, c in names.items()}))
+
+
+def _streamed_interactions(card: _Card, sec: dict, w: str, path: str, cols: dict):
+    from graphrec.data.stream import header, stream_interactions
+    fmt = _format(card, sec, path, w)
+    sep = card.string(sec, "delimiter", w) or {"csv": ",", "tsv": "\t"}.get(fmt) or default_sep(path)
+    enc = card.string(sec, "encoding", w, "utf-8")
+    parquet = "parquet" if fmt == "parquet" else None
+    have = card.wrap(f"{w}.path", lambda: header(path, sep, parquet, enc))
+    names = {}
+    for role in _ROLES:
+        default = DEFAULT_COLUMNS[role]
+        if role not in ("user", "item") and (role in cols or default not in have):
+            default = None
+        names[role] = card.string(cols, role, f"{w}.columns", default)
+        if names[role] is not None and names[role] not in have:
+            raise card.fail(f"{w}.columns.{role}", f"{os.path.basename(path)} has no column {names[role]!r} "
+                            f"(columns: {', '.join(have)})", DataError)
+    return card.wrap(w, lambda: stream_interactions(path, names, sep, parquet, enc))
 
 
 def _number(card: _Card, v: Any, key: str, lo: float = 0.0, integer: bool = False) -> Any:

@@ -58,14 +58,15 @@ class Loc:
     k rows)`` context."""
 
     def __init__(self, source: str = "", column: Optional[str] = None, line: Optional[LineOf] = None,
-                 rows: Optional[np.ndarray] = None):
+                 rows: Optional[np.ndarray] = None, offset: int = 0):
         self.source = source or "input"
         self.column = column
         self.line = line
-        self.rows = rows  # value i sits in data row rows[i] (flattened sequence fields); None: row i
+        self.rows = rows  # value i sits in data row rows[i] (flattened sequence fields); None: row offset + i
+        self.offset = offset  # a chunk of a streamed file starts at data row offset
 
     def _r(self, i: int) -> int:
-        return int(self.rows[i]) if self.rows is not None else i
+        return int(self.rows[i]) if self.rows is not None else self.offset + i
 
     def row(self, i: int) -> str:
         return f"row {self._r(i) + 1}"
@@ -155,14 +156,15 @@ def _short(v: Any) -> str:
 
 
 def parse_ids(values: Any, what: str, source: str = "", column: Optional[str] = None,
-              line: Optional[LineOf] = None, stripped: Optional[list] = None) -> np.ndarray:
+              line: Optional[LineOf] = None, stripped: Optional[list] = None, offset: int = 0) -> np.ndarray:
     """Original ids (policy above) -> int64 array or str array. ``stripped``: a list that receives
     the count of whitespace-stripped values instead of logging it (callers log once per file);
-    ``line(i)``: the line of data row i, for messages."""
+    ``line(i)``: the line of data row i, for messages; ``offset``: the data row of value 0 (a chunk
+    of a streamed file)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    loc = Loc(source, column, line)
+    loc = Loc(source, column, line, offset=offset)
     arr = to_arrow(values, f"{what} id", loc)
     if arr is None:
         return _parse_objects(_pylist(values), what, loc, stripped)
@@ -346,13 +348,13 @@ def dense_size(idx: np.ndarray, what: str, source: str = "", n: Optional[int] = 
 
 
 def parse_numbers(values: Any, what: str, source: str = "", column: Optional[str] = None,
-                  line: Optional[LineOf] = None) -> np.ndarray:
+                  line: Optional[LineOf] = None, offset: int = 0) -> np.ndarray:
     """A numeric column (rating, timestamp): finite numbers -> int64 when all are integers (exact),
-    whole floats below 2^53 -> int64, else float64."""
+    whole floats below 2^53 -> int64, else float64. ``offset``: the data row of value 0."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    loc = Loc(source, column, line)
+    loc = Loc(source, column, line, offset=offset)
     arr = to_arrow(values, what, loc)
     if arr is None:
         arr = pa.array([None if v is None else str(v) for v in _pylist(values)], type=pa.string())

@@ -94,7 +94,7 @@ def from_indices(users: Any, items: Any, timestamp: Any = None, rating: Any = No
                         timestamp=ts, rating=rt, source=source)
 
 
-def _sep_for(path: str) -> str:
+def default_sep(path: str) -> str:
     base = path[:-3] if path.endswith(".gz") else path
     return "," if base.lower().endswith(".csv") else "\t"
 
@@ -114,7 +114,7 @@ def read_frame(path: str, sep: Optional[str] = None, fmt: Optional[str] = None, 
     if fmt not in ("text", "csv", "tsv"):
         raise ConfigError(f"{path}: unknown table format {fmt!r} (parquet, csv, tsv, text)")
     if sep is None:
-        sep = {"csv": ",", "tsv": "\t"}.get(fmt) or _sep_for(path)
+        sep = {"csv": ",", "tsv": "\t"}.get(fmt) or default_sep(path)
     return read_delimited(path, sep, header=header, names=names, encoding=encoding)
 
 
@@ -132,6 +132,8 @@ def read_table(path: str, columns: Optional[Mapping[str, str]] = None, sep: Opti
     unknown = set(cols) - set(DEFAULT_COLUMNS)
     if unknown:
         raise ConfigError(f"read_table: unknown column roles {sorted(unknown)}; roles are {list(DEFAULT_COLUMNS)}")
+    if is_large(path):
+        return _stream_table(path, cols, explicit, sep, fmt, encoding)
     table = read_frame(path, sep=sep, fmt=fmt, encoding=encoding)
     opt = {}
     for role in _OPTIONAL:
@@ -142,6 +144,26 @@ def read_table(path: str, columns: Optional[Mapping[str, str]] = None, sep: Opti
     return from_columns(table.column(cols["user"], "user"), table.column(cols["item"], "item"),
                         timestamp=opt.get("timestamp"), rating=opt.get("rating"), source=path, table=table,
                         names=cols)
+
+
+def is_large(path: str) -> bool:
+    """Whether a log is large enough to be read block by block (`graphrec.data.stream`)."""
+    from graphrec.data import stream
+    try:
+        return os.path.getsize(path) >= stream.STREAM_MIN_BYTES
+    except OSError:
+        return False  # the whole-file reader names the problem
+
+
+def _stream_table(path: str, cols: Mapping[str, Optional[str]], explicit: set, sep: Optional[str],
+                  fmt: Optional[str], encoding: str) -> Interactions:
+    from graphrec.data.stream import header, stream_interactions
+    if fmt not in (None, "parquet", "text", "csv", "tsv"):
+        raise ConfigError(f"{path}: unknown table format {fmt!r} (parquet, csv, tsv, text)")
+    sep = sep or {"csv": ",", "tsv": "\t"}.get(fmt or "") or default_sep(path)
+    have = set(header(path, sep, "parquet" if fmt == "parquet" else None, encoding))
+    names = {r: c for r, c in cols.items() if r in ("user", "item") or r in explicit or c in have}
+    return stream_interactions(path, names, sep, "parquet" if fmt == "parquet" else None, encoding)
 
 
 def read_mmrec_inter(path: str, user_col: str = "userID", item_col: str = "itemID", encoding: str = "utf-8",
