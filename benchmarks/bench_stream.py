@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -75,13 +76,14 @@ def main() -> None:
                 rec = {"file": name, "file_mb": round(size_mb, 1), "reader": mode, **json.loads(out.stdout)}
                 records.append(rec)
                 print(rec, flush=True)
-    meta = {"cpu": cpu_name(), "python": platform.python_version(), "rows": args.rows}
+    meta = {"cpu": cpu_name(), "python": platform.python_version(), "rows": args.rows,
+            "date": time.strftime("%Y-%m-%d")}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "memory_stream_read.json"), "w") as f:
         json.dump({"meta": meta, "records": records}, f, indent=2)
     lines = ["## Memory: reading a 10x Clothing-sized log, whole file against streamed", "",
              f"{args.rows:,} rows (the size of `synthetic-clothing` at scale 10), Amazon-like string ids; "
-             f"`python benchmarks/bench_stream.py`; {meta['cpu']}, 2 cores shared with other work. Peak = RSS "
+             f"`python benchmarks/bench_stream.py`; {meta['cpu']}, 2 cores shared with other work, {meta['date']}. Peak = RSS "
              "high-water mark minus RSS before the read.", "",
              "| file | MB | reader | rows/s | seconds | peak extra MB |", "|---|---:|---|---:|---:|---:|"]
     for r in records:
