@@ -212,6 +212,8 @@ RULES: dict[str, Rule] = {
     "train.neg_sampling": Rule(str, choices=_fixed("uniform", "popularity")),  # samplers.UniformNegatives
     "train.neg_alpha": Rule(float, ge=0),
     "train.num_neg": Rule(int, ge=1),
+    "train.sampler": Rule(str, choices=_fixed("exact", "neighbor")),
+    "train.num_neighbors": Rule(list, nullable=True, ge=1, min_len=1, elem=int),
     "train.patience": Rule(int, ge=-1),
     "train.valid_metric": Rule(str, pattern=r"^[a-z_]+@[0-9]+$"),
     "train.eval_every": Rule(int, ge=1),

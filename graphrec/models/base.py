@@ -144,6 +144,12 @@ class Recommender(nn.Module, abc.ABC):
         read rows through :func:`rows_of`."""
         return self.propagate()
 
+    def subgraph_hops(self) -> Optional[int]:
+        """Hops of neighbourhood a training step reads, for sampled-subgraph training
+        (``train.sampler: neighbor``, `graphrec.train.link_neighbor`; batches then carry the
+        subgraph, see there); None: the model does not train on sampled subgraphs."""
+        return None
+
     def negatives_per_pair(self, configured: int) -> int:
         """How many negatives the sampler draws per (user, positive) pair, given ``train.num_neg``.
         The models here score one negative per pair (``batch['neg']`` of shape [B]); a model that

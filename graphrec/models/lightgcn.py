@@ -11,6 +11,7 @@ from graphrec.models import register_model
 from graphrec.models.base import ModelContext, Recommender, Reps, rows_of
 from graphrec.nn.batch_propagation import batch_readout
 from graphrec.nn.propagation import LightGCNPropagation
+from graphrec.nn.sampled_propagation import sampled_lightgcn
 
 
 @register_model("lightgcn")
@@ -24,7 +25,9 @@ class LightGCN(Recommender):
 
     Training steps compute the readout of the batch's users and items only
     (``batch_local=True``, `graphrec.nn.batch_propagation`): the same values and gradients as
-    whole-graph propagation, from fewer graph entries. Evaluation propagates the whole graph once.
+    whole-graph propagation, from fewer graph entries. With ``train.sampler: neighbor`` a step
+    propagates over a sampled subgraph instead (`graphrec.nn.sampled_propagation`, an unbiased
+    estimate). Evaluation propagates the whole graph once.
     """
 
     name = "lightgcn"
@@ -49,7 +52,12 @@ class LightGCN(Recommender):
         user0, item0 = torch.split(self.embedding.weight, [self.n_users, self.n_items])
         return Reps(user=user, item=item, extras={"user0": user0, "item0": item0})
 
+    def subgraph_hops(self) -> int:
+        return self.prop.num_layers
+
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+        if "sub_ui" in batch:  # train.sampler=neighbor: a sampled subgraph around the batch
+            return self._sampled_forward(batch)
         if not self.batch_local:
             return self.propagate()
         users = torch.unique(batch["user"])
@@ -59,6 +67,17 @@ class LightGCN(Recommender):
         user, item = torch.split(out, [users.numel(), items.numel()])
         user0, item0 = torch.split(layer0, [users.numel(), items.numel()])
         return Reps(user=user, item=item, user_ids=users, item_ids=items, extras={"user0": user0, "item0": item0})
+
+    def _sampled_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+        users, items = batch["sub_users"], batch["sub_items"]
+        deg = self.graph.adj.crow_indices().diff()
+        x_u = self.embedding.weight.index_select(0, users)
+        x_i = self.embedding.weight.index_select(0, self.n_users + items)
+        out_u, out_i = sampled_lightgcn(x_u, x_i, deg.index_select(0, users), deg.index_select(0, self.n_users + items),
+                                        batch["sub_ui"], batch["sub_iu"], self.prop.num_layers, self.prop.readout)
+        ou, oi = torch.argsort(users), torch.argsort(items)  # rows_of reads sorted id lists
+        return Reps(user=out_u[ou], item=out_i[oi], user_ids=users[ou], item_ids=items[oi],
+                    extras={"user0": x_u[ou], "item0": x_i[oi]})
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         u, p, n = (rows_of(reps, "user", batch["user"]), rows_of(reps, "item", batch["pos"]),

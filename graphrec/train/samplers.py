@@ -8,6 +8,9 @@ import torch
 
 from graphrec.data.interactions import Interactions
 from graphrec.data.sequences import Sequences, segment_index
+from graphrec.errors import ConfigError
+
+DEFAULT_FANOUT = 10  # neighbours sampled per node and hop (train.sampler=neighbor)
 
 
 class BPRSampler:
@@ -94,9 +97,26 @@ class BPRSampler:
                    "neg": neg[s:e] if neg is not None else self.negatives(users[s:e], generator)}
 
 
-def sampler_for(model: Any, train: Interactions, cfg: Dict[str, Any], device: torch.device | str) -> BPRSampler:
+def sampler_for(model: Any, train: Interactions, cfg: Dict[str, Any], device: torch.device | str) -> Any:
     """The training sampler of ``model`` from the ``train`` config section; the model decides how
-    many negatives a pair gets (`Recommender.negatives_per_pair`, from ``train.num_neg``)."""
+    many negatives a pair gets (`Recommender.negatives_per_pair`, from ``train.num_neg``).
+    ``train.sampler: neighbor`` samples subgraphs with PyG's link-level neighbour loader
+    (`graphrec.train.link_neighbor`; ``train.num_neighbors`` per hop, default 10 for each of the
+    model's `Recommender.subgraph_hops`)."""
+    if cfg.get("sampler", "exact") == "neighbor":
+        from graphrec.train.link_neighbor import LinkNeighborBatches
+        hops = model.subgraph_hops()
+        if hops is None:
+            raise ConfigError(f"model {model.name!r} does not train on sampled subgraphs (train.sampler=neighbor); "
+                              f"LightGCN does")
+        fanout = list(cfg.get("num_neighbors") or [DEFAULT_FANOUT] * hops)
+        if len(fanout) != hops:
+            raise ConfigError(f"train.num_neighbors={fanout} gives {len(fanout)} hop(s); model {model.name!r} "
+                              f"propagates {hops}")
+        if int(cfg["num_neg"]) != 1 or cfg["neg_sampling"] != "uniform":
+            raise ConfigError("train.sampler=neighbor draws one uniform negative per pair (PyG's triplet sampling): "
+                              "set train.num_neg=1 and train.neg_sampling=uniform")
+        return LinkNeighborBatches(train, int(cfg["batch_size"]), fanout, device)
     return BPRSampler(train, batch_size=int(cfg["batch_size"]),
                       num_neg=model.negatives_per_pair(int(cfg["num_neg"])),
                       mode=cfg["neg_sampling"], alpha=float(cfg["neg_alpha"]), device=device)

@@ -1,0 +1,41 @@
+"""LightGCN propagation on a sampled bipartite subgraph (`graphrec.train.link_neighbor`)."""
+from __future__ import annotations
+
+import torch
+
+from graphrec.nn.propagation import readout_weight
+
+
+def sampled_lightgcn(x_user: torch.Tensor, x_item: torch.Tensor, deg_user: torch.Tensor, deg_item: torch.Tensor,
+                     ui: torch.Tensor, iu: torch.Tensor, num_layers: int, readout: str = "mean"
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Readout of ``num_layers`` LightGCN layers (He et al. 2020, Eq. 3-4) over a sampled subgraph,
+    each layer an unbiased estimate of the full graph's:
+
+    .. math::
+        e_i^{(l+1)} = \frac{\sqrt{d_i}}{s_i} \sum_{u \in S(i)} \frac{e_u^{(l)}}{\sqrt{d_u}}, \qquad
+        \mathbb{E}\big[e_i^{(l+1)}\big] = \sum_{u \in N(i)} \frac{e_u^{(l)}}{\sqrt{d_u d_i}}
+
+    (users alike) with :math:`d` the full graph's degrees and :math:`S(i)` the :math:`s_i`
+    neighbours sampled uniformly for node i; with every neighbour sampled it is exact. Nodes of the
+    last hop have no sampled neighbours and get 0 there, a value the seeds' layers never read.
+    ``ui`` [2, E] holds (user, item) local indices of edges into items, ``iu`` (item, user) of
+    edges into users; returns the readout of every subgraph node (``"mean"`` or ``"sum"``).
+    """
+    if readout not in ("mean", "sum"):
+        raise ValueError(f"sampled propagation reads out 'mean' or 'sum', got {readout!r}")
+    nu, ni = x_user.shape[0], x_item.shape[0]
+    s_item = torch.bincount(ui[1], minlength=ni).clamp(min=1).to(x_item.dtype)
+    s_user = torch.bincount(iu[1], minlength=nu).clamp(min=1).to(x_user.dtype)
+    du, di = deg_user.to(x_user.dtype).clamp(min=1), deg_item.to(x_item.dtype).clamp(min=1)
+    # per-edge weight sqrt(d_dst) / (s_dst sqrt(d_src)), fixed over the layers
+    w_ui = (di.sqrt() / s_item)[ui[1]] / du.sqrt()[ui[0]]
+    w_iu = (du.sqrt() / s_user)[iu[1]] / di.sqrt()[iu[0]]
+    out_u, out_i = x_user, x_item
+    hu, hi = x_user, x_item
+    for _ in range(num_layers):
+        hu, hi = (torch.zeros_like(hu).index_add_(0, iu[1], hi.index_select(0, iu[0]) * w_iu.unsqueeze(1)),
+                  torch.zeros_like(hi).index_add_(0, ui[1], hu.index_select(0, ui[0]) * w_ui.unsqueeze(1)))
+        out_u, out_i = out_u + hu, out_i + hi
+    w = readout_weight(num_layers, readout)
+    return out_u * w, out_i * w
