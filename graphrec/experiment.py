@@ -209,7 +209,7 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
     elif isinstance(dataset, str) and is_card(dataset):
         dataset = os.path.abspath(dataset)  # the run's config must find the card from anywhere
     if _world is None:
-        world = distributed.from_env(resolve_device((overrides or {}).get("device", "auto")))
+        world = distributed.from_env((overrides or {}).get("device", "auto"))
         if world is not None:
             return _run_ranked(world, model, dataset, data_obj, config_files, overrides, seed, epochs, out, resume,
                                quiet)

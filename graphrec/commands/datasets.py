@@ -14,6 +14,8 @@ def dataset_info(name: str, seed: int = 999) -> dict[str, Any]:
     from graphrec.datasets import load
 
     ds = load(name)
+    if ds.features is not None:  # info vets every table (a run reads only the modalities its model uses)
+        ds.features.select(ds.features.modalities)
     inter = ds.interactions
     split = dataset_split(ds, seed=seed)
     return {"name": ds.name, "users": inter.n_users, "items": inter.n_items, "interactions": len(inter),

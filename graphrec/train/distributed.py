@@ -77,12 +77,15 @@ class World:
         self._call("barrier", dist.barrier)
 
 
-def from_env(device: torch.device) -> Optional[World]:
+def from_env(device: Any) -> Optional[World]:
     """The world ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment), its process
-    group initialised (gloo on CPU, NCCL on CUDA); None for a single process."""
+    group initialised (gloo on CPU, NCCL on CUDA: ``device`` is the run's, ``"auto"`` or a
+    name); None for a single process."""
     size = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if size <= 1:
         return None
+    from graphrec.utils import resolve_device
+    device = resolve_device(device)
     if not dist.is_available():
         raise DistributedError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     if not dist.is_initialized():
