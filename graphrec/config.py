@@ -23,7 +23,8 @@ the key:
   >= 1, ``device`` one of auto/cpu/cuda/cuda:N/mps, ...); keys it names that the defaults do not
   hold are ignored, keys the defaults add are type-checked by their default;
 * after all layers: ``train.valid_metric`` is ``<metric>@<k>`` with a metric of ``eval.metrics`` or
-  a next-item metric and ``k`` among the ``eval`` cut-offs, and a CUDA/MPS ``device`` exists.
+  a next-item metric and ``k`` among the ``eval`` cut-offs (or ``loss``, which a pretraining
+  stage's evaluator reports), and a CUDA/MPS ``device`` exists.
 
 YAML is read with YAML 1.2 core scalars: ``1e-4`` is a float, ``010`` is ten, ``yes`` and
 ``2024-01-01`` are strings.
@@ -200,6 +201,7 @@ RULES: dict[str, Rule] = {
     "data.holdout": Rule(float, gt=0, lt=1),
     "data.repeated_pairs": Rule(str, choices=_fixed("error", "warn")),
     "data.split_seed": Rule(int, ge=0),
+    "data.item_holdout": Rule(float, gt=0, lt=0.5),
     "data.cache_dir": Rule(str, nullable=True, min_len=1),
     "data.knn_index": Rule(str, choices=_choices_of("graphrec.graphs.knn", "INDEXES")),
     "train.epochs": Rule(int, ge=0),
@@ -215,7 +217,7 @@ RULES: dict[str, Rule] = {
     "train.sampler": Rule(str, choices=_fixed("exact", "neighbor")),
     "train.num_neighbors": Rule(list, nullable=True, ge=1, min_len=1, elem=int),
     "train.patience": Rule(int, ge=-1),
-    "train.valid_metric": Rule(str, pattern=r"^[a-z_]+@[0-9]+$"),
+    "train.valid_metric": Rule(str, pattern=r"^([a-z_]+@[0-9]+|loss)$"),
     "train.eval_every": Rule(int, ge=1),
     "train.grad_clip": Rule(float, gt=0, nullable=True),
     "train.aux_lr": Rule(float, ge=0, nullable=True),
@@ -227,6 +229,8 @@ RULES: dict[str, Rule] = {
     "eval.seq_ks": Rule(list, ge=1, min_len=1, elem=int),
     "eval.metrics": Rule(list, min_len=1, elem=str, choices=_choices_of("graphrec.eval.metrics", "METRICS")),
     "eval.user_chunk": Rule(int, ge=1),
+    "eval.sampled_negatives": Rule(int, ge=1),
+    "eval.sampled_cutoffs": Rule(list, ge=1, min_len=1, elem=int),
     "eval.protocol": Rule(str, choices=_choices_of("graphrec.train.tasks", "_TASKS", ("task",))),
     "eval.screen": Rule(str, choices=_choices_of("graphrec.eval.ranking", "SCREENS")),
 }
@@ -352,7 +356,8 @@ def check_value(key: str, value: Any, default: Any, where: str = "config", free_
 
 
 _PATTERN_HELP = {"device": "auto, cpu, cuda, cuda:N or mps", "model": "a model name such as lightgcn",
-                 "train.valid_metric": "<metric>@<k> such as recall@20"}
+                 "train.valid_metric": "<metric>@<k> such as recall@20, or loss (a pretraining stage's "
+                                       "held-out loss, smaller is better)"}
 
 
 def _quoted(key: str) -> str:
@@ -544,7 +549,7 @@ def check_consistency(cfg: dict, where: str = "config") -> None:
     """Checks across keys, after all layers: the valid metric is computed, the device exists."""
     train, ev = cfg.get("train") or {}, cfg.get("eval") or {}
     metric = train.get("valid_metric")
-    if isinstance(metric, str) and isinstance(ev.get("metrics"), list):
+    if isinstance(metric, str) and metric != "loss" and isinstance(ev.get("metrics"), list):
         name, _, k = metric.partition("@")
         metrics = list(dict.fromkeys(list(ev["metrics"]) + list(NEXT_ITEM_METRICS)))
         ks = sorted({int(x) for key, v in ev.items() if (key == "ks" or key.endswith("_ks")) and isinstance(v, list)
