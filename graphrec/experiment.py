@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Optional
 
 import torch
@@ -22,14 +22,14 @@ from graphrec.data.dataset import Dataset
 from graphrec.data.split import Split
 from graphrec.environment import environment
 from graphrec.models import ModelContext, Recommender, get_model
-from graphrec.train import checkpoint, distributed
+from graphrec.train import checkpoint, distributed, transfer
 from graphrec.train.distributed import World
 from graphrec.train.probe import PhaseProbe
 from graphrec.train.tasks import Evaluator, Sampler, get_task, task_of
 from graphrec.train.tensorboard import tensorboard_callback
 from graphrec.train.trainer import Callback, Trainer
 from graphrec.errors import MissingFileError, RunDirError
-from graphrec.utils import atomic_write_json, resolve_device, safe_name, seed_everything, to_name
+from graphrec.utils import atomic_write_json, log, resolve_device, safe_name, seed_everything, to_name
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Prepared:
     probe: PhaseProbe
     graph_meta: Dict[str, dict]
     feature_hashes: Dict[str, str]  # of the features the model reads; filled for runs that record them
+    notes: Dict[str, Any] = field(default_factory=dict)  # recorded in result.json (e.g. what a transfer loaded)
 
 
 def load_dataset(cfg: dict) -> Dataset:
@@ -293,10 +294,18 @@ def _start(p: Prepared, run_dir: str, resume: bool, world: Optional[World] = Non
     main = world is None or world.is_main
     tb = tensorboard_callback(run_dir) if main else None  # None without the optional tensorboard package
     trainer = trainer_for(p, valid_eval, run_dir, callbacks=[tb] if tb else [], checkpoints=main, world=world)
+    init = cfg["train"].get("init_from")
     if resume:
         trainer.resume()
-    elif cfg["train"].get("init_from"):
-        path = checkpoint.resolve_init(cfg["train"]["init_from"])
+    elif hasattr(p.model, "manifest") and (init is None or transfer.is_components_dir(init)):
+        # a transferable model (PMMRec): the components its transfer setting names, strictly, from
+        # a `graphrec export` components directory (none for setting "none"); what was loaded,
+        # given public backbone weights or left fresh goes to result.json
+        report = transfer.load_components(p.model, init)
+        log.info("%s", report.summary())
+        p.notes["transfer"] = report.as_dict()
+    elif init:
+        path = checkpoint.resolve_init(init)
         checkpoint.load_into(p.model, checkpoint.load_file(path), only=cfg["train"].get("init_components"),
                              strict=False, where=path)
     if world is not None:
@@ -328,7 +337,7 @@ def _finish(p: Prepared, run_dir: str, trainer: Trainer, valid_eval: Evaluator, 
         "config_hash": config_mod.config_hash(cfg),
         "graph_build_s": round(p.probe.phases.get("graph_build", {}).get("seconds", 0.0), 4),
         "graphs": p.graph_meta, "phases": p.probe.phases, "peak_mem_mb": round(p.probe.peak_mb(), 1),
-        "world_size": world.size if world is not None else 1,
+        "world_size": world.size if world is not None else 1, **p.notes,
         **environment(p.device),
     }
     if world is not None and not world.is_main:
@@ -353,8 +362,9 @@ def format_result(r: dict) -> str:
     return "\n".join(lines)
 
 
-def load_run(run_dir: str, which: str = "best.pt") -> Prepared:
-    """Rebuild a finished run's model (same config, same saved split) with its checkpoint loaded."""
+def load_run(run_dir: str, which: str = "best.pt", dataset: Optional[Dataset] = None) -> Prepared:
+    """Rebuild a finished run's model (same config, same saved split) with its checkpoint loaded;
+    ``dataset``: the in-memory dataset the run was given (nothing names it in its config)."""
     import yaml
     cfg_path = os.path.join(run_dir, "config.yaml")
     if not os.path.exists(cfg_path):
@@ -362,7 +372,7 @@ def load_run(run_dir: str, which: str = "best.pt") -> Prepared:
     with open(cfg_path) as f:
         cfg = yaml.safe_load(f)
     path = checkpoint.resolve_in_run(run_dir, which)  # a bad --checkpoint fails before the data loads
-    p = prepare(cfg, split=Split.load(run_dir))
+    p = prepare(cfg, split=Split.load(run_dir), dataset=dataset)
     checkpoint.load_into(p.model, checkpoint.load_file(path), where=path)
     p.model.eval()
     return p

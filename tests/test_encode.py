@@ -305,3 +305,23 @@ print("OK", tuple(x.shape), tuple(y.shape))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "OK (1, 384) (1, 1280)" in r.stdout
+
+
+def test_text_hidden_states_reach_a_dataset_aligned_by_id(tmp_path):
+    """`graphrec encode text-hidden` writes the frozen bottom's token states and mask with the ids of
+    their rows; data.extra_features reads both back aligned to another item order."""
+    from graphrec.cli import main
+    from graphrec.data.encode.hidden import bottom_states
+    from graphrec.data.vectors import read_item_table
+
+    (tmp_path / "items.csv").write_text("item_id,title\nb,a red bicycle\na,quantum physics\nc,\n")
+    out = tmp_path / "th.npy"
+    assert main(["encode", "text-hidden", "--items", str(tmp_path / "items.csv"), "--id-col", "item_id",
+                 "--text-cols", "title", "--max-tokens", "8", "--out", str(out), "--no-progress"]) == 0
+    states, mask = bottom_states(["a red bicycle", "quantum physics", ""], top_layers=2, max_tokens=8)
+    reader = IdMap(["a", "b", "c"])
+    got = read_item_table(str(out), reader, "text_hidden")
+    got_mask = read_item_table(str(tmp_path / "th_mask.npy"), reader, "text_hidden_mask")
+    assert got.shape == (3, 8 * 384)
+    assert torch.allclose(got[1], states[0].reshape(-1), atol=1e-5)  # b: the first row of the file
+    assert torch.equal(got_mask[0], mask[1].float()) and got_mask[2].sum() == 2  # "" is [CLS] [SEP]

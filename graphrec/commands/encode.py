@@ -36,6 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(t)
     t.set_defaults(func=run_text)
 
+    h = sub.add_parser("text-hidden", help="token states of the frozen bottom of MiniLM, for PMMRec's cached "
+                                            "top blocks (OUT.npy [n, T*384] and OUT_mask.npy [n, T])")
+    h.add_argument("--items", required=True, help="items table (.csv, .tsv, .parquet) with a header")
+    h.add_argument("--id-col", required=True, help="column holding the item id")
+    h.add_argument("--text-cols", required=True, help="comma-separated columns joined into one text")
+    h.add_argument("--sep", default=". ", help="separator between the joined columns (default '. ')")
+    h.add_argument("--top-layers", type=int, default=2,
+                   help="blocks left to train in the model; the states after the others are written (default 2)")
+    h.add_argument("--max-tokens", type=int, default=32, help="tokens per item, padded and truncated (default 32)")
+    h.add_argument("--model", default=None, help="local BERT-type backbone directory (default: the packaged MiniLM)")
+    h.add_argument("--batch-size", type=int, default=64)
+    _common(h)
+    h.set_defaults(func=run_text_hidden)
+
     i = sub.add_parser("image", help="EfficientNet-Lite0 features of item images")
     i.add_argument("--images", required=True, help="directory of image files")
     i.add_argument("--id-pattern", default="{id}.jpg",
@@ -61,8 +75,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def ids_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name((out.name[:-4] if out.name.endswith(".npy") else out.name) + ".ids.txt")
+    from graphrec.data.vectors import ids_file
+    return Path(ids_file(str(out)))
 
 
 def write_features(out: str | Path, feats: np.ndarray, ids: list[str]) -> None:
@@ -82,18 +96,9 @@ def write_features(out: str | Path, feats: np.ndarray, ids: list[str]) -> None:
 
 
 def read_ids(path: str | Path) -> list[str]:
-    """One id per line; blank lines are an error (they would shift every later row)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    seen: dict[str, int] = {}
-    for n, x in enumerate(lines, start=1):
-        if not x.strip():
-            raise ValueError(f"{path}: blank id on line {n}")
-        if x in seen:
-            raise ValueError(f"{path}: id {x!r} on lines {seen[x]} and {n}")
-        seen[x] = n
-    return lines
+    """One id per line (`graphrec.data.vectors.read_ids_file`: a blank or repeated id is an error)."""
+    from graphrec.data.vectors import read_ids_file
+    return read_ids_file(str(path))
 
 
 def ids_from_dir(images: Path, pattern: str) -> list[str]:
@@ -124,6 +129,26 @@ def run_text(args: argparse.Namespace) -> int:
         return _run_text(args)
     except EncodeExtraMissing as e:  # the encode extra is not installed: say how to install it
         return _extra_missing(e)
+
+
+def run_text_hidden(args: argparse.Namespace) -> int:
+    """OUT.npy + OUT.ids.txt (states) and OUT_mask.npy + OUT_mask.ids.txt (attention mask): read
+    them as ``data.extra_features={text_hidden: OUT.npy, text_hidden_mask: OUT_mask.npy}``."""
+    try:
+        from graphrec.data.encode import item_texts
+        from graphrec.data.encode.hidden import bottom_states, flat_features
+
+        cols = [c.strip() for c in args.text_cols.split(",") if c.strip()]
+        ids, texts = item_texts(args.items, args.id_col, cols, sep=args.sep)
+        states, mask = bottom_states(texts, top_layers=args.top_layers, max_tokens=args.max_tokens,
+                                     backbone=args.model, batch_size=args.batch_size, device=args.device)
+    except EncodeExtraMissing as e:
+        return _extra_missing(e)
+    flat = flat_features(states, mask)
+    out = Path(args.out)
+    write_features(out, flat["text_hidden"].numpy(), ids)
+    write_features(out.with_name(out.stem + "_mask.npy"), flat["text_hidden_mask"].numpy(), ids)
+    return 0
 
 
 def run_image(args: argparse.Namespace) -> int:

@@ -89,13 +89,41 @@ def read_manifest(directory: str) -> Optional[dict]:
     return man
 
 
+def ids_file(npy_path: str) -> str:
+    """``OUT.ids.txt`` beside ``OUT.npy``: the item id of each row, one per line (`graphrec encode`)."""
+    return (npy_path[:-4] if npy_path.endswith(".npy") else npy_path) + ".ids.txt"
+
+
+def read_ids_file(path: str) -> list[str]:
+    """One id per line; a blank line or a repeated id is an error naming its line (either would
+    shift or merge rows)."""
+    from graphrec.data.textio import read_text
+    lines = read_text(path, what="ids file").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    seen: dict[str, int] = {}
+    for n, x in enumerate(lines, start=1):
+        if not x.strip():
+            raise DataError(f"{path}: blank id on line {n}")
+        if x in seen:
+            raise DataError(f"{path}: id {x!r} on lines {seen[x]} and {n}")
+        seen[x] = n
+    return lines
+
+
 def read_item_table(path: str, item_map: IdMap, modality: str, missing: str = "error") -> torch.Tensor:
-    """An item table aligned to ``item_map``: by the original ids of ``export.json`` beside it
-    (rows of items the map lacks are an error naming them, items the table lacks follow
-    ``missing``), or, for a plain ``.npy`` without a manifest, row ``i`` = item index ``i``."""
+    """An item table aligned to ``item_map`` by the original ids of its rows: those of
+    ``export.json`` beside it (`graphrec export`) or of ``<name>.ids.txt`` (`graphrec encode`);
+    rows of items the map lacks are an error naming them, items the table lacks follow ``missing``.
+    A plain ``.npy`` with neither is read as row ``i`` = item index ``i``."""
     man = read_manifest(os.path.dirname(os.path.abspath(path)))
     if man is None:
-        return load_npy(path, len(item_map), item_map, modality)
+        ids_path = ids_file(path)
+        if not os.path.exists(ids_path):
+            return load_npy(path, len(item_map), item_map, modality)
+        ids = read_ids_file(ids_path)
+        x = load_npy(path, len(ids), None, modality)
+        return align_rows(np.asarray(ids, dtype=object), x.numpy(), item_map, path, missing)
     entry = man["tables"].get(os.path.basename(path))
     if entry is None or entry.get("side") != "item":
         raise DataError(f"{path}: {MANIFEST} beside it lists no item table of that name (item tables: "
