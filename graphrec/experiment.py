@@ -169,8 +169,9 @@ def fingerprint(p: Prepared) -> dict:
 
 def _resume_config(run_dir: str, overrides: dict, model, dataset, config_files, seed, epochs, out,
                    quiet: bool) -> tuple[dict, dict]:
-    """(the saved config of ``run_dir``, it with the changes a resumed run may take: more epochs,
-    another device, ...); anything else given with --resume is refused, never silently ignored."""
+    """(the saved config of ``run_dir`` as written, it completed and with the changes a resumed run
+    may take: more epochs, another device, ...); anything else given with --resume is refused,
+    never silently ignored."""
     import yaml
     given = [name for name, v in (("--model", model), ("--dataset", dataset), ("--config", list(config_files)),
                                   ("--seed", seed), ("--out", out)) if v]
@@ -181,14 +182,17 @@ def _resume_config(run_dir: str, overrides: dict, model, dataset, config_files, 
         raise RunDirError(f"{run_dir}: not a graphrec run directory (no run.json, or config.yaml and split.json)")
     path = os.path.join(run_dir, "config.yaml")
     with open(path) as f:
-        saved = config_mod.check_config(yaml.safe_load(f), path)
+        raw = yaml.safe_load(f)
+    # checked against today's defaults (keys added since the run began are filled in), but its hash
+    # is taken as written: an upgrade that adds a key must not make every older run unresumable
+    saved = config_mod.check_config(raw, path)
     ov = dict(overrides or {})
     if epochs is not None:
         ov.setdefault("train", {})["epochs"] = int(epochs)
     if quiet:
         ov.setdefault("train", {})["progress"] = False
     rundir.check_resumable(ov)
-    return saved, config_mod.merge(saved, ov, "--resume")
+    return raw, config_mod.merge(saved, ov, "--resume")
 
 
 def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, config_files: Iterable[str] = (),

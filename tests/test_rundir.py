@@ -119,3 +119,25 @@ def test_resume_names_what_changed(tmp_path):
         run(resume=out, dataset=data, quiet=True)
     data.features.features["image"] = image
     assert torch.isfinite(torch.tensor(run(resume=out, dataset=data, epochs=2, quiet=True)["test"]["recall@20"]))
+
+
+def test_a_run_begun_before_a_new_config_key_existed_resumes(tmp_path):
+    """A graphrec upgrade adds config keys with defaults; a run begun before it (its config.yaml
+    without them) resumes with the new keys' defaults instead of being refused as changed."""
+    import yaml
+
+    from graphrec import config as config_mod
+    from graphrec import rundir
+    out = tmp_path / "old"
+    run(model="mf", dataset="synthetic", overrides=_ov(epochs=1), out=str(out), quiet=True)
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    del cfg["data"]["knn_index"], cfg["train"]["sampler"]  # as written before those keys existed
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    fp = rundir.read_fingerprint(str(out))
+    rundir.write_fingerprint(str(out), {**fp, "config_hash": config_mod.config_hash(cfg)})
+    r = run(resume=str(out), dataset=None, epochs=2, quiet=True)
+    assert r["epochs_run"] == 2
+    cfg["train"]["lr"] = 0.5  # an edit is still refused
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with pytest.raises(RunDirError, match="config.yaml"):
+        run(resume=str(out), epochs=3, quiet=True)
