@@ -310,8 +310,9 @@ def _start(p: Prepared, run_dir: str, resume: bool, world: Optional[World] = Non
         p.notes["transfer"] = report.as_dict()
     elif init:
         path = checkpoint.resolve_init(init)
+        # an export directory's tables are placed by the original ids of their rows
         checkpoint.load_into(p.model, checkpoint.load_file(path), only=cfg["train"].get("init_components"),
-                             strict=False, where=path)
+                             strict=False, where=path, user_map=p.split.user_map, item_map=p.split.item_map)
     if world is not None:
         world.broadcast_module(p.model)  # identical replicas, whatever each rank read
     return trainer, valid_eval, test_eval

@@ -9,8 +9,10 @@ neighbours. The graph keeps pairs ``a != b`` (no self-loops) with ``C_ab >= min_
 - ``"jaccard"``: ``C_ab / (d_a + d_b - C_ab)`` with ``d`` the number of distinct neighbours.
 
 ``topk`` keeps, per row, the k pairs with the largest co-count (largest Jaccard for "jaccard");
-ties go to the lower index. The result is then directed (row a lists its own top-k). Then the
-normalisation of `graphrec.graphs.normalize` is applied.
+ties go to the lower index. The result is then directed (row a lists its own top-k), unless
+``symmetrize`` adds the transpose (an entry kept by either endpoint's top-k is kept both ways, at
+most ``2 n k`` entries: MCPT's undirected graphs, memory-bounded). Then the normalisation of
+`graphrec.graphs.normalize` is applied. The build logs its edge count and seconds.
 
 ``M M^T`` is computed as sparse x sparse products of ``chunk_size`` rows at a time, and the per-row
 top-k is done on the sparse chunk with stable sorts, so no dense n x n (or chunk x n) matrix exists.
@@ -25,7 +27,7 @@ import torch
 from graphrec.data.interactions import Interactions
 from graphrec.graphs.bipartite import train_hash, unique_edges
 from graphrec.graphs.normalize import NORMS, normalize_values
-from graphrec.graphs.sparse import SparseGraph, csr_from_sorted, csr_rows
+from graphrec.graphs.sparse import SparseGraph, csr_from_coo, csr_from_sorted, csr_rows
 from graphrec.utils import content_hash, log
 
 WEIGHTS = ("count", "binary", "jaccard")
@@ -45,7 +47,7 @@ def rank_within_rows(row: torch.Tensor, col: torch.Tensor, score: torch.Tensor, 
 
 def cointeraction_graph(train: Interactions, side: str = "user", topk: Optional[int] = None,
                         min_count: int = 1, weight: str = "count", norm: str = "none",
-                        chunk_size: int = 4096) -> SparseGraph:
+                        chunk_size: int = 4096, symmetrize: bool = False) -> SparseGraph:
     """Co-interaction graph of users (``R R^T``) or items (``R^T R``); see the module doc."""
     if side not in ("user", "item"):
         raise ValueError(f"cointeraction_graph: side must be 'user' or 'item', got {side!r}")
@@ -96,16 +98,23 @@ def cointeraction_graph(train: Interactions, side: str = "user", topk: Optional[
     row = torch.cat(rows_out) if rows_out else torch.zeros(0, dtype=torch.long)
     col = torch.cat(cols_out) if cols_out else torch.zeros(0, dtype=torch.long)
     val = torch.cat(vals_out) if vals_out else torch.zeros(0)
-    key_order = torch.argsort(row * n + col)  # chunks are row-disjoint; sort columns within rows
-    row, col, val = row[key_order], col[key_order], val[key_order]
+    if symmetrize and topk is not None:  # without top-k the co-count matrix is symmetric already
+        adj = csr_from_coo(torch.cat([row, col]), torch.cat([col, row]), torch.cat([val, val]), (n, n), reduce="amax")
+        row, col, val = csr_rows(adj), adj.col_indices(), adj.values()
+    else:
+        key_order = torch.argsort(row * n + col)  # chunks are row-disjoint; sort columns within rows
+        row, col, val = row[key_order], col[key_order], val[key_order]
     val = normalize_values(row, col, val, (n, n), norm)
     params = {"side": side, "topk": None if topk is None else int(topk), "min_count": int(min_count),
               "weight": weight, "norm": norm}
+    if symmetrize:  # only when set: the cache keys of existing graphs stay as they were
+        params["symmetrize"] = True
     g = SparseGraph(csr_from_sorted(row, col, val, (n, n)),
                     {"kind": f"cointeraction_{side}", "norm": norm, "params": params,
                      "hash": content_hash("cointeraction", train_hash(train), params),
                      "build_s": time.perf_counter() - t0})
-    log.debug("graphs: %s co-interaction graph: %d nodes, %d edges", side, n, g.nnz)
+    log.info("graphs: %s co-interaction graph: %d nodes, %d stored entries (nnz), %.2f s", side, n, g.nnz,
+             g.meta["build_s"])
     return g
 
 

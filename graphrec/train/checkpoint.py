@@ -8,6 +8,15 @@ graphrec writes loads again. A file holding other objects (one written by an old
 numpy values in it, or a crafted one) is refused with `UnsafeFileError`; `convert`
 (``graphrec checkpoint convert FILE``) rewrites old files, reading their numpy values without
 running code, and unpickles anything else only when told to trust the file.
+
+Exported vectors as a starting point (pretrain -> fine-tune): ``train.init_from`` may also name a
+directory written by ``graphrec export`` (``<side>_<name>.npy`` + ``export.json``,
+`graphrec.data.vectors`). Such a directory holds tables, not a model's components, so `load_into`
+maps them by name: a ``"user/<name>"`` table into the rows of the model's layer-0 user embeddings
+and an ``"item/<name>"`` table into its item rows (`table_slots`: the ``[users + items, d]``
+``embedding`` of LightGCN, MixGCF and NGCF, or ``user_emb``/``item_emb`` tables), rows aligned by
+the original ids of ``export.json`` when the run's id maps are given. ``.npy`` files are read
+without pickles.
 """
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from graphrec.errors import DataError, MissingFileError, UnsafeFileError
+from graphrec.errors import ConfigError, DataError, MissingFileError, UnsafeFileError
 from graphrec.utils import log, torch_save_atomic
 
 #: leaves `torch.load(weights_only=True)` rebuilds (besides tensors and containers)
@@ -83,14 +92,56 @@ def _refusal(path: str, err: BaseException) -> str:
             f"graphrec checkpoint convert {path}")
 
 
+EXPORT_MANIFEST = "export.json"  # graphrec.data.vectors.MANIFEST
+
+
+def export_dir(path: str) -> Optional[str]:
+    """The export directory ``path`` names (the directory, or its ``export.json``), else None."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, EXPORT_MANIFEST)):
+        return path
+    if os.path.basename(path) == EXPORT_MANIFEST and os.path.isfile(path):
+        return os.path.dirname(os.path.abspath(path))
+    return None
+
+
+def load_export(path: str) -> dict:
+    """The tables of an export directory as ``{"components": {}, "tables": {key: tensor},
+    "user_ids": [...], "item_ids": [...], "export": manifest fields}``. Each ``.npy`` is read
+    without pickles and checked (shape against its id list, finite values); a table file named in
+    the manifest must sit in the directory itself."""
+    from graphrec.data.features import load_npy
+    from graphrec.data.vectors import read_manifest
+
+    directory = export_dir(path) or path
+    man = read_manifest(directory)
+    if man is None:
+        raise MissingFileError(f"{directory}: no {EXPORT_MANIFEST} (not a graphrec export directory)")
+    where = os.path.join(directory, EXPORT_MANIFEST)
+    tables: dict[str, torch.Tensor] = {}
+    for fname, entry in man["tables"].items():
+        if (not isinstance(fname, str) or os.path.basename(fname) != fname or fname in (".", "..")
+                or not fname.endswith(".npy")):
+            raise UnsafeFileError(f"{where}: table file {fname!r} is not a plain .npy name in the export directory")
+        if not isinstance(entry, dict) or entry.get("side") not in ("user", "item") or not isinstance(entry.get("key"), str):
+            raise DataError(f"{where}: table {fname!r} lacks a side ('user' or 'item') or a key")
+        n = len(man[f"{entry['side']}_ids"])
+        tables[entry["key"]] = load_npy(os.path.join(directory, fname), n, None, entry["key"])
+    meta = {k: man[k] for k in ("model", "run", "checkpoint", "dataset") if k in man}
+    return {"components": {}, "tables": tables, "user_ids": man["user_ids"], "item_ids": man["item_ids"],
+            "export": meta}
+
+
 def load_file(path: str) -> dict:
-    """A checkpoint's contents, read with ``weights_only=True`` (no code runs).
+    """A checkpoint's contents, read with ``weights_only=True`` (no code runs), or the tables of an
+    export directory (`load_export`).
 
     Raises `MissingFileError` (no such file), `UnsafeFileError` (objects other than tensors and
     plain values: a crafted file, or an old one to `convert`) or `DataError` (truncated or not a
     graphrec checkpoint), each naming ``path``."""
     if not os.path.exists(path):
         raise MissingFileError(f"{path}: checkpoint not found")
+    if export_dir(path) is not None:
+        return load_export(path)
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, not a checkpoint file")
     try:
@@ -109,9 +160,13 @@ def load_file(path: str) -> dict:
 
 
 def load_into(model: nn.Module, ckpt: dict, only: Optional[Iterable[str]] = None, strict: bool = True,
-              where: str = "checkpoint") -> list[str]:
+              where: str = "checkpoint", user_map: Any = None, item_map: Any = None) -> list[str]:
     """Load components into ``model``; ``only`` restricts to some components (pretrain -> fine-tune).
-    Returns the component names loaded. ``where`` (the file) names the checkpoint in errors."""
+    Returns the component names loaded. ``where`` (the file) names the checkpoint in errors.
+    For an export (`load_export`) ``only`` names tables (``"user/mcpt"``) and `load_tables`
+    places them; ``user_map``/``item_map`` (the run's `IdMap`s) align their rows by original id."""
+    if "tables" in ckpt:
+        return load_tables(model, ckpt, only, where, user_map, item_map)
     comps = ckpt["components"]
     names = list(only) if only is not None else list(comps)
     missing = [n for n in names if n not in comps]
@@ -134,8 +189,87 @@ def load_into(model: nn.Module, ckpt: dict, only: Optional[Iterable[str]] = None
     return names
 
 
+def table_slots(model: nn.Module) -> dict[str, tuple[torch.Tensor, int, int]]:
+    """Where exported tables go: ``{side: (parameter, first row, rows)}`` for the model's layer-0
+    user and item embeddings. A model may say so itself (``init_table_slots()``); otherwise a
+    ``[n_users + n_items, d]`` ``embedding`` (users first: LightGCN, MixGCF, NGCF) or
+    ``user_emb``/``item_emb`` (``user_embedding``/``item_embedding``) tables are found by shape."""
+    hook = getattr(model, "init_table_slots", None)
+    if callable(hook):
+        return hook()
+    nu, ni = int(getattr(model, "n_users", -1)), int(getattr(model, "n_items", -1))
+
+    def weight(obj: Any) -> Optional[torch.Tensor]:
+        w = obj.weight if isinstance(obj, nn.Embedding) else obj
+        return w if isinstance(w, nn.Parameter) and w.dim() == 2 else None
+
+    w = weight(getattr(model, "embedding", None))
+    if w is not None and w.shape[0] == nu + ni:
+        return {"user": (w, 0, nu), "item": (w, nu, ni)}
+    out = {}
+    for side, n in (("user", nu), ("item", ni)):
+        for attr in (f"{side}_emb", f"{side}_embedding"):
+            w = weight(getattr(model, attr, None))
+            if w is not None and w.shape[0] in (n, n + 1):  # n + 1: a PAD row after the items
+                out[side] = (w, 0, n)
+                break
+    return out
+
+
+def _aligned(x: torch.Tensor, ids: list, id_map: Any, n: int, where: str, key: str) -> torch.Tensor:
+    """The rows of ``x`` (rows = original ``ids``) in the order of the model's ``n`` rows."""
+    if id_map is None:  # no id map given: the rows must be the model's, one for one
+        if x.shape[0] != n:
+            raise DataError(f"{where}: table {key!r} has {x.shape[0]} rows but the model holds {n}")
+        return x
+    want = id_map.to_original(np.arange(n))
+    pos = {v: r for r, v in enumerate(ids)}
+    idx = [pos.get(v.item() if hasattr(v, "item") else v, -1) for v in want]
+    lacking = [want[r] for r, i in enumerate(idx) if i < 0]
+    if lacking:
+        raise DataError(f"{where}: table {key!r} has no row for {len(lacking)} of the run's ids, e.g. "
+                        f"{[v.item() if hasattr(v, 'item') else v for v in lacking[:5]]}")
+    return x.index_select(0, torch.as_tensor(idx, dtype=torch.long))
+
+
+def load_tables(model: nn.Module, ckpt: dict, only: Optional[Iterable[str]] = None, where: str = "export",
+                user_map: Any = None, item_map: Any = None) -> list[str]:
+    """Copy exported tables into the model's layer-0 rows (`table_slots`); returns the keys loaded.
+    ``only`` names the tables (default: all of the export, at most one per side)."""
+    tables = ckpt["tables"]
+    names = list(only) if only is not None else list(tables)
+    missing = [n for n in names if n not in tables]
+    if missing:
+        raise ConfigError(f"train.init_components: {where} has no table(s) {missing}; it has {sorted(tables)}")
+    by_side: dict[str, str] = {}
+    for key in names:
+        side = key.partition("/")[0]
+        if side in by_side:
+            raise ConfigError(f"{where} holds several {side} tables ({by_side[side]}, {key}); name the ones to "
+                              f"load in train.init_components")
+        by_side[side] = key
+    slots = table_slots(model)
+    maps = {"user": user_map, "item": item_map}
+    for side, key in by_side.items():
+        if side not in slots:
+            raise DataError(f"{where}: model {type(model).__name__} has no layer-0 {side} embedding table for "
+                            f"{key!r} (known layouts: a [users + items, d] 'embedding', or user_emb/item_emb)")
+        param, first, n = slots[side]
+        x = _aligned(tables[key], ckpt[f"{side}_ids"], maps[side], n, where, key)
+        if x.shape[1] != param.shape[1]:
+            raise DataError(f"{where}: table {key!r} is {x.shape[1]}-d but the model's {side} embeddings are "
+                            f"{param.shape[1]}-d (set the model's embedding_dim to {x.shape[1]})")
+        with torch.no_grad():
+            param[first:first + n].copy_(x.to(param.dtype))
+        log.info("initialised %s rows %d..%d from %s (mean row norm %.4f)", side, first, first + n - 1, key,
+                 float(x.norm(dim=1).mean()))
+    return list(by_side.values())
+
+
 def resolve_init(path: str) -> str:
-    """A run directory means its best checkpoint."""
+    """A run directory means its best checkpoint; an export directory (``export.json``) itself."""
+    if export_dir(path) is not None:
+        return path
     if os.path.isdir(path):
         for name in ("best.pt", "last.pt"):
             p = os.path.join(path, name)
