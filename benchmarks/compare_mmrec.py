@@ -3,6 +3,7 @@
     python benchmarks/compare_mmrec.py --mmrec PATH/TO/MMRec [--sand PATH/TO/SAND]
         [--dataset synthetic-clothing] [--scale 1] [--models lightgcn,freedom] [--epochs 3]
         [--threads 2] [--work DIR] [--out benchmarks/results/compare_mmrec] [--label TEXT] [--max-steps N]
+        [--precisions float32,bf16] [--repeat N] [--set KEY=VALUE ...]
 
 PATH is the user's own checkout; nothing of it is vendored here and the checkout is never
 modified: it is copied into a temporary work directory, where behaviour-preserving edits make it
@@ -30,6 +31,11 @@ The dataset is generated (or loaded) by graphrec, split once, and exported in MM
 valid-evaluation times are read from its log; its peak memory is the process's RSS high-water mark.
 Both sides use the same thread count. Without ``--mmrec`` only graphrec is measured, and the MMRec
 column holds the figures recorded on this machine kind (``graphrec.bench.reference``), labelled so.
+
+``--precisions float32,bf16`` measures graphrec once per ``train.amp`` setting against the same
+MMRec run (one table per precision); ``--repeat N`` runs every graphrec measurement N times,
+interleaved across precisions and around the MMRec run (graphrec, MMRec, graphrec, ...), so that
+all see the same machine load, and reports the median seconds per epoch (per step x batches).
 """
 from __future__ import annotations
 
@@ -348,7 +354,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "per step (for implementations whose full epoch takes too long to repeat)")
     ap.add_argument("--mmrec-rev", help="commit of the MMRec copy when it is not a git checkout (e.g. an archive)")
     ap.add_argument("--sand-rev", help="commit of the SAND copy when it is not a git checkout")
+    ap.add_argument("--precisions", default="float32",
+                    help="graphrec train.amp settings to measure, comma-separated: float32, bf16, auto")
+    ap.add_argument("--repeat", type=int, default=1, help="graphrec runs per precision, interleaved (medians)")
+    ap.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE",
+                    help="extra graphrec settings (both precisions)")
     a = ap.parse_args(argv)
+    precisions = [p.strip() for p in a.precisions.split(",") if p.strip()]
 
     from graphrec.bench import reference as ref
     from graphrec.bench import tables
@@ -370,37 +382,63 @@ def main(argv: Optional[List[str]] = None) -> int:
                 write_dataset_yaml(dst, name, mods)
                 copies[kind] = dst
         for m in models:
-            sets = COMMON_SETS + GRAPHREC_SETS.get(m, [])
+            sets = COMMON_SETS + GRAPHREC_SETS.get(m, []) + list(a.sets)
             if a.max_steps:
                 sets = sets + [f"train.max_steps_per_epoch={a.max_steps}"]
-            print(f"graphrec {m} on mmrec:{ddir} ...")
-            ours = run_one(m, f"mmrec:{ddir}", a.epochs, None, sets, "cpu", a.threads, 1, a.timeout)
-            ours["dataset"] = a.dataset  # the same data, under the name the tables know
-            if ours.get("error"):
-                print(f"graphrec {m} FAILED: {ours['error']}")
-            row = {"dataset": a.dataset, "model": m, "graphrec": ours}
+            runs: Dict[str, List[dict]] = {p: [] for p in precisions}
+
+            def measure_ours() -> None:
+                for prec in precisions:
+                    amp = "false" if prec == "float32" else prec
+                    print(f"graphrec {m} ({prec}) on mmrec:{ddir} ...")
+                    r = run_one(m, f"mmrec:{ddir}", a.epochs, None, sets + [f"train.amp={amp}"], "cpu", a.threads, 1,
+                                a.timeout)
+                    r["dataset"] = a.dataset  # the same data, under the name the tables know
+                    if r.get("error"):
+                        print(f"graphrec {m} ({prec}) FAILED: {r['error']}")
+                    else:
+                        print(f"graphrec {m} ({prec}): {r.get('train_s_per_step')} s/step")
+                    runs[prec].append(r)
+
+            n_before = (a.repeat + 1) // 2
+            for _ in range(n_before):
+                measure_ours()
+            row = {"dataset": a.dataset, "model": m}
             spec = MMREC_MODELS.get(m)
+            mmrec_r = None
             if spec and spec[1] in copies:
                 print(f"MMRec ({spec[1]}) {spec[0]} ...")
                 try:
-                    r = run_mmrec(copies[spec[1]], spec[0], name, data_root, a.epochs, spec[2], a.threads, a.timeout,
-                                  a.max_steps)
-                    row["mmrec_run"] = r
+                    mmrec_r = run_mmrec(copies[spec[1]], spec[0], name, data_root, a.epochs, spec[2], a.threads,
+                                        a.timeout, a.max_steps)
+                    print(f"MMRec {spec[0]}: {mmrec_r['train_s']} s per (truncated) epoch")
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    row["mmrec_error"] = str(e)
+                    print(f"MMRec {spec[0]} FAILED: {e}")
+            for _ in range(a.repeat - n_before):
+                measure_ours()
+            for prec in precisions:
+                ok = [r for r in runs[prec] if not r.get("error")]
+                if ok:  # the median run by training time stands for the precision; all are kept
+                    ours = sorted(ok, key=lambda r: r.get("train_s_per_epoch") or 0)[(len(ok) - 1) // 2]
+                else:
+                    ours = runs[prec][-1]
+                prow = dict(row, precision=prec, graphrec=ours, graphrec_runs=runs[prec])
+                if mmrec_r is not None:
+                    r = dict(mmrec_r)
+                    prow["mmrec_run"] = r
                     if ours.get("train_s_per_epoch_projected"):
                         # MMRec ran the same batches per epoch (same training pairs, same batch size):
                         # project its truncated epochs exactly as the worker projected ours
                         r["train_s_per_step"] = r["train_s"] / ours["steps_per_epoch"]
                         r["projected_train_s_per_epoch"] = r["train_s_per_step"] * ours["full_steps_per_epoch"]
                         r = dict(r, train_s=r["projected_train_s_per_epoch"])
-                    row["mmrec"] = {"train_s": (r["train_s"], r["train_s"]),
-                                    "eval_s": (r["eval_s"], r["eval_s"]) if r["eval_s"] else None,
-                                    "rss_gb": (r["peak_rss_gb"], r["peak_rss_gb"])}
-                    row["mmrec"] = {k: v for k, v in row["mmrec"].items() if v}
-                    measured[(a.dataset, m)] = row["mmrec"]
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    row["mmrec_error"] = str(e)
-                    print(f"MMRec {spec[0]} FAILED: {e}")
-            rows.append(row)
+                    mm = {"train_s": (r["train_s"], r["train_s"]),
+                          "eval_s": (r["eval_s"], r["eval_s"]) if r["eval_s"] else None,
+                          "rss_gb": (r["peak_rss_gb"], r["peak_rss_gb"])}
+                    prow["mmrec"] = {k: v for k, v in mm.items() if v}
+                    measured[(prec, a.dataset, m)] = prow["mmrec"]
+                rows.append(prow)
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -410,6 +448,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     if p)
     out = {"kind": "graphrec-compare-mmrec", "label": a.label, "dataset": a.dataset, "scale": a.scale,
            "epochs": a.epochs, "threads": a.threads, "max_steps": a.max_steps, "edits": notes,
+           "precisions": precisions, "repeat": a.repeat, "sets": list(a.sets),
            "source": f"compare_mmrec.py, same run ({src})" if measured else ref.MMREC_SOURCE,
            "mmrec_device": (f"{ours[0]['device_name']}, {a.threads} threads" if ours and measured
                             else ref.MMREC_DEVICE),
@@ -417,13 +456,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out + ".json", "w") as f:
         json.dump(out, f, indent=2, default=str)
+    parts = []
+    for prec in precisions:
+        mine = [r["graphrec"] for r in rows if r.get("precision") == prec and not r["graphrec"].get("error")]
+        if measured:
+            meas = {(d, m): v for (p, d, m), v in measured.items() if p == prec}
+            md = tables.mmrec_table(mine, meas, source=out["source"], device=out["mmrec_device"])
+        else:
+            md = tables.mmrec_table(mine)
+        parts.append(f"### graphrec {prec} (train.amp={'false' if prec == 'float32' else prec})\n\n{md}")
+    md = "\n".join(parts)
     if measured:
-        md = tables.mmrec_table(ours, measured, source=out["source"], device=out["mmrec_device"])
         head = "graphrec and MMRec measured in one run on byte-identical data"
     else:
-        md = tables.mmrec_table(ours)
         head = ("graphrec measured now; MMRec column = figures recorded on the same machine kind "
                 "(reference, not re-run: pass --mmrec PATH to measure it)")
+    if a.repeat > 1:
+        head += (f". graphrec measured {a.repeat} times per precision, interleaved across precisions and around "
+                 "the MMRec run; its median run is shown (all runs in the .json)")
     if a.max_steps:
         head += (f". Training epochs were cut to {a.max_steps} batches on both sides; the s/epoch columns are "
                  "seconds per step (median over timed epochs) x the full epoch's batch count")

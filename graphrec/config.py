@@ -223,6 +223,7 @@ RULES: dict[str, Rule] = {
     "train.aux_lr": Rule(float, ge=0, nullable=True),
     "train.max_time_s": Rule(float, gt=0, nullable=True),
     "train.max_steps_per_epoch": Rule(int, ge=1, nullable=True),
+    "train.amp": Rule(bool, choices=_choices_of("graphrec.nn.precision", "AMP_CHOICES")),  # or a named mode
     "train.init_from": Rule(str, nullable=True, min_len=1),
     "train.init_components": Rule(list, nullable=True, elem=str),
     "eval.ks": Rule(list, ge=1, min_len=1, elem=int),
@@ -342,6 +343,11 @@ def check_value(key: str, value: Any, default: Any, where: str = "config", free_
         return out
     if kind is None:
         return value  # null default, no rule: the consumer checks it
+    if kind is bool and isinstance(value, str) and rule.choices is not None and rule.choices():
+        opts = rule.choices()  # a switch that also takes named modes (train.amp: true | false | bf16 | auto)
+        if value not in opts:
+            raise ConfigError(f"{what} must be true or false, got {_show(value)} (or one of {', '.join(opts)})")
+        return value
     if kind in (bool, int, float, str):
         if isinstance(value, (list, dict)):
             raise ConfigError(f"{what} must be {_type_name(kind)}, got {_show(value)}")

@@ -1,4 +1,6 @@
-"""What a benchmark ran on: device name, library versions, threads, git commit."""
+"""What a benchmark ran on: device name, library versions, threads, git commit, and whether the
+device multiplies bfloat16 matrices natively (the one detection the evaluation screen and mixed
+precision training share)."""
 from __future__ import annotations
 
 import os
@@ -27,6 +29,24 @@ def device_name(device: torch.device) -> str:
     return cpu_name()
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True where bfloat16 matrix products run natively, i.e. faster than float32: a CPU whose
+    oneDNN has AVX512-BF16 or AMX tiles (measured here, AVX512-BF16, 2 threads: 2.3-3.3x on the
+    23,033 x 4096 x 64 and 2,048 x 23,033 x 384 products), or a CUDA device of compute capability
+    >= 8.0 (bf16 tensor cores). False elsewhere (an older CPU emulates bf16 GEMMs, slower than float32)."""
+    if device.type == "cpu":
+        try:
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        except AttributeError:  # an older torch without the probes
+            return False
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
+        except (RuntimeError, AssertionError):
+            return False
+    return False
+
+
 def git_commit(path: Optional[str] = None) -> str:
     """``<sha>`` of the checkout holding graphrec, ``<sha>+dirty`` with uncommitted changes,
     ``unknown`` outside a git checkout."""
@@ -53,4 +73,5 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
         "python": platform.python_version(), "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "git_commit": git_commit(), "host_cpu": cpu_name(),
+        "native_bf16": native_bf16(device),
     }

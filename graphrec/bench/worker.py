@@ -182,6 +182,7 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
             "graphs": {k: {kk: v.get(kk) for kk in ("kind", "shape", "nnz") if kk in v}
                        for k, v in p.graph_meta.items()},
             "sets": list(sets),
+            "precision": trainer.precision,  # train.amp as resolved on this device (float32 | bf16)
             **environment(p.device),
         }
         return rec

@@ -38,6 +38,7 @@ from typing import Optional
 import torch
 
 from graphrec import native
+from graphrec.environment import native_bf16
 
 #: bound on |bf16 score - float32 score| / (|u| |i|) (module docstring, step 1), with margin
 BF16_SCORE_BOUND = 1.0 / 80.0
@@ -51,13 +52,10 @@ def _select_kernel() -> Optional[ctypes.CDLL]:
 
 
 def bf16_matmul_is_fast(device: torch.device) -> bool:
-    """True on CPUs whose oneDNN runs bfloat16 GEMMs natively (AVX512-BF16 or AMX)."""
-    if device.type != "cpu":
-        return False
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # an older torch without the probes
-        return False
+    """True on CPUs whose oneDNN runs bfloat16 GEMMs natively (AVX512-BF16 or AMX): the detection
+    is `graphrec.environment.native_bf16`, shared with mixed-precision training; the screen itself
+    is for CPUs only (its selection pass is compiled for the host)."""
+    return device.type == "cpu" and native_bf16(device)
 
 
 class ScreenedTopK:

@@ -10,6 +10,7 @@ from graphrec import losses
 from graphrec.models import register_model
 from graphrec.models._modalities import FrozenItemGraphSpecs, content_modalities, feature_matrix
 from graphrec.models.base import ModelContext, Recommender, Reps, rows_of
+from graphrec.nn import precision
 from graphrec.nn.batch_propagation import batch_readout
 from graphrec.nn.item_graph import ItemGraphPropagation
 from graphrec.nn.propagation import LightGCNPropagation
@@ -108,7 +109,10 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
         out = {}
         for m, lin in self.proj.items():
             x = getattr(self, f"feat_{m}")
-            out[m] = lin(x if items is None else x[items])
+            with precision.region():  # train.amp: the feature projection in bf16, returned as float32
+                if not isinstance(x, nn.Parameter):
+                    x = precision.lowered(self, f"feat_{m}", x)
+                out[m] = lin(x if items is None else x[items]).float()
         return out
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:

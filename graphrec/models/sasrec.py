@@ -9,6 +9,7 @@ from torch import nn
 
 from graphrec.models import register_model
 from graphrec.models.base import ModelContext, Recommender, Reps
+from graphrec.nn import precision
 from graphrec.nn.transformer import CausalTransformerEncoder
 
 LOSSES = ("ce", "bce")
@@ -107,7 +108,9 @@ class SASRec(Recommender):
             raise ValueError("sasrec: a training batch has no target position (every target is padding)")
         h, tgt = hidden[sel], target[sel]  # [N, d], [N]: only real targets reach the logits
         if self.loss_kind == "ce":
-            return {"ce": F.cross_entropy(h @ reps.item.T, tgt)}
+            with precision.region():  # train.amp: the [N, d] x [d, n_items] logits in bf16, the softmax in float32
+                logits = h @ reps.item.T
+            return {"ce": F.cross_entropy(logits.float(), tgt)}
         if "neg" not in batch:
             raise KeyError("sasrec with loss 'bce' needs batch['neg'] (one negative per position); the "
                            "sampler adds it when sequence_negatives() is 1")

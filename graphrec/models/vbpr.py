@@ -12,6 +12,7 @@ from graphrec import losses
 from graphrec.models import register_model
 from graphrec.models._modalities import feature_matrix
 from graphrec.models.base import ModelContext, Recommender, Reps
+from graphrec.nn import precision
 
 
 @register_model("vbpr")
@@ -61,7 +62,9 @@ class VBPR(Recommender):
         out = {}
         for m in self.modalities:
             x = getattr(self, f"feat_{m}")
-            out[m] = self.proj[m](x if items is None else x[items])
+            with precision.region():  # train.amp: the feature projection in bf16, returned as float32
+                x = precision.lowered(self, f"feat_{m}", x)
+                out[m] = self.proj[m](x if items is None else x[items]).float()
         return out
 
     def _item_vectors(self, items: Optional[torch.Tensor]) -> torch.Tensor:

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from graphrec.nn import precision
+
 
 def causal_padding_mask(valid: torch.Tensor) -> torch.Tensor:
     """Boolean attention mask [B, 1, L, L] (True: may attend) from ``valid`` [B, L] (True at
@@ -56,11 +58,12 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, L, d = h.shape
-        q, k, v = self.qkv(h).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                             dropout_p=self.attn_dropout if self.training else 0.0)
-        ctx = ctx.transpose(1, 2).reshape(B, L, d)
-        return self.norm(h + self.dropout(self.out(ctx)))
+        with precision.region():  # train.amp: projections and attention in bf16; residual and LN in float32
+            q, k, v = self.qkv(h).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                 dropout_p=self.attn_dropout if self.training else 0.0)
+            ctx = self.out(ctx.transpose(1, 2).reshape(B, L, d)).float()
+        return self.norm(h + self.dropout(ctx))
 
 
 class FeedForward(nn.Module):
@@ -75,7 +78,9 @@ class FeedForward(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return self.norm(s + self.dropout(self.fc2(F.gelu(self.fc1(s)))))
+        with precision.region():  # train.amp: the two products (and GELU between them) in bf16
+            y = self.fc2(F.gelu(self.fc1(s))).float()
+        return self.norm(s + self.dropout(y))
 
 
 class TransformerBlock(nn.Module):

@@ -2,7 +2,8 @@
 checkpoints, per-term loss logging, determinism, device, resume.
 
 The loop is public: :meth:`Trainer.step` takes one batch (auxiliary estimator steps, forward,
-loss, NaN check, backward, gradient clipping, optimiser step, all under the configured autocast),
+loss, NaN check, backward, gradient clipping, optimiser step; ``train.amp`` runs the model's
+marked regions in bfloat16, `graphrec.nn.precision`),
 :meth:`Trainer.train_epoch` runs one epoch of the sampler's batches, :meth:`Trainer.fit` the
 epochs with selection on valid. Callers observe it through :class:`Callback` hooks (the bench
 worker times epochs with them, the profiler times each region of a step) instead of copying it.
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from graphrec.models.base import Recommender
+from graphrec.nn import precision
 from graphrec.train import checkpoint
 from graphrec.train.probe import PhaseProbe
 from graphrec.train.tasks import Evaluator, Sampler
@@ -114,8 +116,10 @@ class Trainer:
                         if aux else None)
         gamma, step = float(cfg.get("lr_decay", 1.0)), int(cfg.get("lr_decay_step", 50))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: gamma ** (e / step))
-        self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.get("amp") and device.type == "cuda"
-                    else None)
+        # train.amp: the dtype of the model's reduced-precision regions (None = float32 throughout);
+        # parameters, gradients and optimiser state stay float32 either way
+        self.amp_dtype = precision.resolve(cfg.get("amp", False), device)
+        self.precision = precision.precision_name(self.amp_dtype)
         self.epoch = 0
         self.best_score = math.inf if self.minimise else -math.inf
         self.best_epoch = 0
@@ -186,6 +190,10 @@ class Trainer:
         for cb in self._gradient_hooks:
             cb.on_gradients(self, params)
 
+    def _amp(self):
+        """The step's precision policy: the model's marked regions run in ``amp_dtype``."""
+        return precision.policy(self.amp_dtype, self.device.type)
+
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
         with self.probe.phase(name):  # the probe's own bookkeeping stays outside the callbacks' clocks
@@ -199,14 +207,13 @@ class Trainer:
         """One optimisation step on ``batch``; returns the detached loss terms (auxiliary ones
         prefixed ``aux_``). Raises FloatingPointError on a non-finite loss."""
         model = self.model
-        amp = self.amp or nullcontext()
         aux_terms: Dict[str, torch.Tensor] = {}
         if self.aux_opt is not None:
             with self._region("aux_steps"):
                 # the model's own estimator takes `auxiliary_steps` steps per batch (SAND's CLUB: 50)
                 for _ in range(max(1, int(model.auxiliary_steps))):
                     self.aux_opt.zero_grad(set_to_none=True)
-                    with amp:
+                    with self._amp():
                         aux_terms = model.auxiliary_loss(batch)
                     if not aux_terms:
                         break
@@ -215,9 +222,9 @@ class Trainer:
                     self.aux_opt.step()
         with self._region("zero_grad"):
             self.opt.zero_grad(set_to_none=True)
-        with self._region("forward"), amp:
+        with self._region("forward"), self._amp():
             reps = model.train_forward(batch)
-        with self._region("loss"), amp:
+        with self._region("loss"), self._amp():
             terms = model.loss(batch, reps)
             loss = sum(terms.values())
         if not torch.isfinite(loss):
@@ -358,4 +365,5 @@ class Trainer:
         es = sorted(self.eval_seconds)
         med = (lambda v: v[len(v) // 2] if v else 0.0)
         return {"best_epoch": self.best_epoch, "epochs_run": self.epoch, "valid": self.best_valid,
-                "train_s_per_epoch": med(ts), "eval_s": med(es), "stop_reason": self.stop_reason}
+                "train_s_per_epoch": med(ts), "eval_s": med(es), "stop_reason": self.stop_reason,
+                "precision": self.precision}
