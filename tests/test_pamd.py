@@ -15,7 +15,6 @@ from graphrec.models.pamd import PAMD
 from graphrec.models.pamd_pretrain import PAMDPretrain
 from graphrec.nn.disentangle import (ComponentAttention, CrossModalMappers, common_specific_shares,
                                      encoder_loss, gaps, infonce_ordering, ranking_loss)
-from graphrec.nn.update_scale import UpdateScale
 
 
 # -- planted worlds -------------------------------------------------------------------------------
@@ -325,28 +324,41 @@ def test_encoder_learning_rate_zero_keeps_the_vectors_bit_identical(world):
     assert not torch.equal(e0, m.item_emb.weight)  # the embeddings did learn
 
 
-@pytest.mark.parametrize("opt_name", ["adam", "sgd"])
-def test_update_scale_equals_the_optimiser_at_the_scaled_learning_rate(opt_name):
-    torch.manual_seed(0)
-    lin_a, lin_b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
-    lin_b.load_state_dict(lin_a.state_dict())
-    mk = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[opt_name]
-    scale = UpdateScale(lin_a, 0.1)
-    opt_a, opt_b = mk(lin_a.parameters(), lr=1e-2), mk(lin_b.parameters(), lr=1e-3)
-    x = torch.randn(16, 4)
-    for _ in range(5):
-        for lin, opt in ((lin_a, opt_a), (lin_b, opt_b)):
-            if lin is lin_a:
-                scale.sync()
-            opt.zero_grad()
-            lin(x).pow(2).sum().backward()
-            opt.step()
-    sd = lin_a.state_dict()  # the state-dict hook syncs: checkpoints hold the corrected values
-    torch.testing.assert_close(sd["weight"], lin_b.weight.detach(), atol=1e-6, rtol=1e-5)
-    # a loaded state resets the reference: the next sync keeps it as loaded
-    lin_a.load_state_dict(lin_b.state_dict())
-    scale.sync()
-    torch.testing.assert_close(lin_a.weight, lin_b.weight)
+def test_the_trainer_steps_the_encoder_at_its_own_learning_rate(world):
+    """SGD from the same start and batch: the encoder moves by exactly ratio x its full-rate step,
+    the embeddings by their full step (the trainer builds the model's param_groups)."""
+    from graphrec.train.samplers import BPRSampler
+    from graphrec.train.trainer import Trainer
+    cfg = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 0.0, "valid_metric": "recall@20", "lr_decay": 1.0,
+           "lr_decay_step": 50}
+
+    class NoEval:
+        lower_is_better = frozenset()
+
+    deltas = {}
+    for ratio in (1.0, 0.1):
+        torch.manual_seed(0)
+        m, train = _rec(world, encoder_lr_ratio=ratio)
+        t = Trainer(m, None, NoEval(), cfg, "", torch.device("cpu"), 0, checkpoints=False)
+        assert [g["lr"] for g in t.opt.param_groups] == pytest.approx([0.05 * ratio, 0.05])
+        batch = next(iter(BPRSampler(train, batch_size=64).epoch(torch.Generator().manual_seed(0))))
+        w_enc, w_emb = m.encoder.proj_t.net.weight.detach().clone(), m.item_emb.weight.detach().clone()
+        m.train()
+        t.step(batch)
+        deltas[ratio] = (m.encoder.proj_t.net.weight.detach() - w_enc, m.item_emb.weight.detach() - w_emb)
+    # (deltas are differences of float32 weights: equal up to their rounding, ~1e-8)
+    torch.testing.assert_close(deltas[0.1][0], 0.1 * deltas[1.0][0], rtol=1e-3, atol=1e-7)
+    assert float(deltas[1.0][0].abs().max()) > 1e-4  # and the step is far above that
+    torch.testing.assert_close(deltas[0.1][1], deltas[1.0][1], rtol=1e-3, atol=1e-7)
+
+
+def test_param_groups_that_leave_out_a_parameter_are_refused(world):
+    from graphrec.train.trainer import param_groups
+    m, _ = _rec(world)
+    main = [q for q in m.main_parameters() if q.requires_grad]
+    m.param_groups = lambda lr, wd: [{"params": list(m.encoder.parameters()), "lr": lr}]
+    with pytest.raises(ValueError, match="param_groups must hold each trainable parameter once"):
+        param_groups(m, main, 0.1, 0.0)
 
 
 def test_user_query_variant_scores_match_its_pairwise_form(world):

@@ -144,6 +144,13 @@ class Recommender(nn.Module, abc.ABC):
         read rows through :func:`rows_of`."""
         return self.propagate()
 
+    def param_groups(self, lr: float, weight_decay: float) -> Optional[list[dict]]:
+        """Optimiser parameter groups (``{"params": [...], "lr": ..., "weight_decay": ...}``, an
+        optional ``"name"``) when parts of the model learn at their own rate, such as a pretrained
+        encoder fine-tuned at a tenth of ``train.lr`` (PAMD, PMMRec); they must hold every trainable
+        main parameter once. None (default): one group at ``train.lr`` and ``train.weight_decay``."""
+        return None
+
     def subgraph_hops(self) -> Optional[int]:
         """Hops of neighbourhood a training step reads, for sampled-subgraph training
         (``train.sampler: neighbor``, `graphrec.train.link_neighbor`; batches then carry the

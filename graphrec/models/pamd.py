@@ -19,7 +19,6 @@ from graphrec.models import register_model
 from graphrec.models.base import ModelContext, Recommender, Reps, rows_of
 from graphrec.models.pamd_pretrain import VECTORS, content_features
 from graphrec.nn.disentangle import ComponentAttention, PAMDItemEncoder
-from graphrec.nn.update_scale import UpdateScale
 
 #: which of [t^c, v^c, t^s, v^s] the attention runs over: PAMD, PAMD_¬s, PAMD_¬c (Table 3)
 COMPONENTS = {"all": VECTORS, "common": ("c_t", "c_v"), "specific": ("s_t", "s_v")}
@@ -73,7 +72,11 @@ class PAMD(Recommender):
         for emb in (self.user_emb, self.item_emb):
             nn.init.xavier_uniform_(emb.weight) if init == "xavier" else nn.init.normal_(emb.weight)
         self.attention = ComponentAttention(d, scaled=attention_query == "item")
-        self.encoder_lr = UpdateScale(self.encoder, float(encoder_lr_ratio))
+        if float(encoder_lr_ratio) < 0:
+            raise ValueError(f"pamd: encoder_lr_ratio must be >= 0, got {encoder_lr_ratio}")
+        self.encoder_lr_ratio = float(encoder_lr_ratio)
+        if self.encoder_lr_ratio == 0:  # frozen: bit-identical vectors, no optimiser state
+            self.encoder.requires_grad_(False)
 
     @classmethod
     def required_modalities(cls, hp: Dict[str, Any]) -> list[str]:
@@ -97,10 +100,18 @@ class PAMD(Recommender):
         mix, _ = self.attention(u, values)
         return (u * (ids + mix)).sum(-1)
 
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """The encoder at ``encoder_lr_ratio`` x ``train.lr`` (PAMD Sec. 5.1: 1e-4 against 1e-3),
+        the embeddings and the attention at ``train.lr``."""
+        enc = [q for q in self.encoder.parameters() if q.requires_grad]
+        ids = {id(q) for q in enc}
+        rest = [q for q in self.parameters() if q.requires_grad and id(q) not in ids]
+        return [{"params": enc, "lr": lr * self.encoder_lr_ratio, "weight_decay": weight_decay, "name": "encoder"},
+                {"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "recommender"}]
+
     # -- the contract ------------------------------------------------------------------------------
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         """Only the batch's items go through the encoder (fine-tuning re-encodes them each step)."""
-        self.encoder_lr.sync()
         items = torch.unique(torch.cat([batch["pos"].flatten(), batch["neg"].flatten()]))
         ids, values = self.item_emb(items), self.content(items)
         if self.attention_query == "item":
@@ -128,7 +139,6 @@ class PAMD(Recommender):
         return terms
 
     def propagate(self) -> Reps:
-        self.encoder_lr.sync()
         ids, values = self.item_emb.weight, self.content(None)
         if self.attention_query == "item":
             fused, w = self._fused(ids, values)

@@ -52,6 +52,22 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.o
     return _OPTIMISERS[name](params, lr=lr, weight_decay=weight_decay)
 
 
+def param_groups(model: Recommender, main: list, lr: float, weight_decay: float) -> Optional[list[dict]]:
+    """The model's own optimiser groups (`Recommender.param_groups`), checked to hold each trainable
+    main parameter exactly once (a parameter left out would silently never learn)."""
+    groups = model.param_groups(lr, weight_decay)
+    if groups is None:
+        return None
+    groups = [dict(g, params=[q for q in g["params"] if q.requires_grad]) for g in groups]
+    seen = [id(q) for g in groups for q in g["params"]]
+    want = {id(q) for q in main}
+    if len(seen) != len(set(seen)) or set(seen) != want:
+        raise ValueError(f"model {model.name!r}: param_groups must hold each trainable parameter once "
+                         f"({len(set(seen) & want)} of {len(want)} held, {len(seen) - len(set(seen))} repeated, "
+                         f"{len(set(seen) - want)} not trainable main parameters)")
+    return [g for g in groups if g["params"]]
+
+
 class Callback:
     """Hooks into :class:`Trainer`; override the ones you need (all default to doing nothing).
 
@@ -108,8 +124,9 @@ class Trainer:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         main = [q for q in model.main_parameters() if q.requires_grad]
+        groups = param_groups(model, main, float(cfg["lr"]), float(cfg["weight_decay"]))
         # a model with nothing to learn (pop) still gets a valid, empty optimiser state
-        self.opt = make_optimizer(cfg["optimizer"], main or [torch.nn.Parameter(torch.zeros(0))],
+        self.opt = make_optimizer(cfg["optimizer"], groups or main or [torch.nn.Parameter(torch.zeros(0))],
                                   cfg["lr"], cfg["weight_decay"])
         aux = model.auxiliary_parameters()
         self.aux_opt = (make_optimizer(cfg["optimizer"], aux, cfg.get("aux_lr") or cfg["lr"], 0.0)
