@@ -67,7 +67,7 @@ def cold_metrics(evaluator, model, cold: torch.Tensor, reps=None, ks: Optional[I
         sums = {k: 0.0 for k in out if k != "n_cold"}
         for s in range(0, rows.numel(), evaluator.chunk):
             r = rows[s:s + evaluator.chunk]
-            hits = evaluator._hits(model, reps, r, max(ks))
+            hits, _ = evaluator._hits(model, reps, r, max(ks))
             for name, v in metrics_from_hits(hits, evaluator.n_pos.index_select(0, r), ks, metrics).items():
                 sums[name] += float(v.double().sum())
     finally:

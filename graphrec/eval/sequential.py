@@ -168,9 +168,16 @@ class NextItemEvaluator:
         """The evaluation batch of sequence rows ``rows`` (`history_batch`)."""
         return history_batch(self.histories, rows, self.users.index_select(0, rows), self.max_len, self.n_items)
 
-    def _hits(self, model, reps, rows: torch.Tensor, kmax: int) -> torch.Tensor:
+    def extra_metrics(self, rows: torch.Tensor, idx: torch.Tensor, ok: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Further per-sequence metrics of the same top-K ranking (``idx``, ``ok`` [B, K] of the
+        sequences ``rows``), summed and averaged like the others; none here (a protocol's own
+        metrics: `graphrec.train.task_next_item_comirec`)."""
+        return {}
+
+    def _hits(self, model, reps, rows: torch.Tensor, kmax: int) -> tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         idx, ok = top_next_items(model, reps, self.histories, rows, self.users.index_select(0, rows),
                                  kmax, self.max_len, self.n_items, self.mask_history)
+        extra = self.extra_metrics(rows, idx, ok)
         keys = rows.unsqueeze(1) * self.n_items + idx
         if self.target_keys.numel():
             pos = torch.searchsorted(self.target_keys, keys).clamp(max=self.target_keys.numel() - 1)
@@ -179,7 +186,7 @@ class NextItemEvaluator:
             hits = torch.zeros_like(keys, dtype=torch.bool)
         if hits.shape[1] < kmax:  # fewer items than K: the missing ranks are misses
             hits = F.pad(hits, (0, kmax - hits.shape[1]))
-        return hits
+        return hits, extra
 
     @torch.no_grad()
     def evaluate(self, model, reps=None) -> Dict[str, float]:
@@ -198,10 +205,10 @@ class NextItemEvaluator:
                                              for k in self.ks for m in self.metrics}
             for s in range(0, n, self.chunk):
                 rows = torch.arange(s, min(n, s + self.chunk), device=self.device)
-                hits = self._hits(model, reps, rows, kmax)
+                hits, extra = self._hits(model, reps, rows, kmax)
                 per_seq = metrics_from_hits(hits, self.n_pos.index_select(0, rows), self.ks, self.metrics)
-                for name, v in per_seq.items():
-                    sums[name] = sums[name] + v.double().sum()
+                for name, v in {**per_seq, **extra}.items():
+                    sums[name] = sums.get(name, 0.0) + v.double().sum()
         finally:
             model.train(was_training)
         out = {name: float(v) / max(1, n) for name, v in sums.items()}

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from graphrec.nn.transformer import bert_init
+
 
 class BertLayer(nn.Module):
     """One post-LN encoder layer (module docstring); ``forward(x, mask)`` -> [N, n, d]."""
@@ -45,13 +47,7 @@ class BertLayer(nn.Module):
 
     def reset_parameters(self, std: float = 0.02) -> None:
         """N(0, std) weights, zero biases, unit LayerNorms (BERT's init)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, std)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        bert_init(self, std)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         N, n, d = x.shape

@@ -42,6 +42,19 @@ def causal_padding_mask(valid: torch.Tensor) -> torch.Tensor:
     return ((causal & valid[:, None, :]) | eye).unsqueeze(1)
 
 
+
+def bert_init(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's (and RecBole's SASRec) initialisation of every submodule: linear weights N(0, std),
+    zero biases, LayerNorm scales 1 and shifts 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
 class CausalSelfAttention(nn.Module):
     r"""One attention sub-layer: :math:`\mathrm{LN}(H + \mathrm{Dropout}(\mathrm{MHA}(H) W_O))`."""
 
@@ -122,13 +135,7 @@ class CausalTransformerEncoder(nn.Module):
 
     def reset_parameters(self, std: float = 0.02) -> None:
         """N(0, std) weights, zero biases, unit LayerNorm scales (RecBole's SASRec init)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, std)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        bert_init(self, std)
 
     def encode_dense(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The encoder over the full [B, L] layout (no grouping)."""
