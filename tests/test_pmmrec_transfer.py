@@ -224,7 +224,7 @@ def test_cold_target_items_zero_shot_beats_id_sasrec():
     def hr(m):
         m.eval()
         with torch.no_grad():
-            return float(ev._hits(m, m.propagate(), cold_rows, 50).any(1).float().mean())
+            return float(ev._hits(m, m.propagate(), cold_rows, 50)[0].any(1).float().mean())
 
     model = build(tgt, tsp, transfer="full", stage="finetune")
     load_components(model, d)
