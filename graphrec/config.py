@@ -183,6 +183,7 @@ class Rule:
     min_len: int = 0
     length: Optional[int] = None
     elem: Optional[type] = None  # list element type when the default list is empty or null
+    repeats: bool = False  # a list whose values may repeat (per-hop counts); cut-offs and names may not
 
 
 def _fixed(*values: str) -> Callable[[], tuple]:
@@ -215,7 +216,7 @@ RULES: dict[str, Rule] = {
     "train.neg_alpha": Rule(float, ge=0),
     "train.num_neg": Rule(int, ge=1),
     "train.sampler": Rule(str, choices=_fixed("exact", "neighbor")),
-    "train.num_neighbors": Rule(list, nullable=True, ge=1, min_len=1, elem=int),
+    "train.num_neighbors": Rule(list, nullable=True, ge=1, min_len=1, elem=int, repeats=True),
     "train.patience": Rule(int, ge=-1),
     "train.valid_metric": Rule(str, pattern=r"^([a-z_]+@[0-9]+|loss)$"),
     "train.eval_every": Rule(int, ge=1),
@@ -337,7 +338,7 @@ def check_value(key: str, value: Any, default: Any, where: str = "config", free_
             _bounds(x, rule, f"{what}[{j}]")
             _choice(x, rule, f"{what}[{j}]")
             out.append(x)
-        if len(set(map(repr, out))) != len(out) and elem in (int, str):
+        if len(set(map(repr, out))) != len(out) and elem in (int, str) and not rule.repeats:
             dup = next(x for x in out if out.count(x) > 1)
             raise ConfigError(f"{what} lists {dup!r} twice")
         return out
