@@ -4,7 +4,7 @@ Read: ``bench_*.json`` (`graphrec bench --json`), ``compare_mmrec*.json``
 (`benchmarks/compare_mmrec.py`), ``compare_mixgcf*.md`` (`benchmarks/compare_mixgcf.py`),
 ``compare_recbole*.md`` (`benchmarks/compare_recbole.py`), ``bench_profile*.md`` (`graphrec bench --profile`),
 and every other engineer's
-``graphs_*``, ``encode_*``, ``memory_*``, ``bf16_*``, ``mcpt_*``, ``accuracy_*`` files: their markdown is included, the rest linked.
+``graphs_*``, ``encode_*``, ``memory_*``, ``bf16_*``, ``sampled_*``, ``mcpt_*``, ``accuracy_*`` files: their markdown is included, the rest linked.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from graphrec.utils import atomic_write_bytes
 OTHER_PREFIXES = (("compare_mixgcf", "graphrec's mixgcf beside the official MixGCF code"),
                   ("compare_recbole", "graphrec's SASRec beside RecBole's"),
                   ("graphs_", "Graph construction"), ("encode_", "Feature encoding"), ("memory_", "Memory"),
-                  ("bf16_", "Mixed precision: speed"), ("mcpt_", "MCPT pretraining cost at Clothing scale"),
+                  ("bf16_", "Mixed precision: speed"),
+                  ("sampled_", "Sampled-subgraph training"), ("mcpt_", "MCPT pretraining cost at Clothing scale"),
                   ("accuracy_", "Accuracy"))
 
 

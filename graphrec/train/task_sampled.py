@@ -19,9 +19,6 @@ from graphrec.errors import ConfigError
 from graphrec.models.base import Recommender
 from graphrec.train.tasks import Evaluator, PairwiseTask, register_task
 
-#: the number of negatives when the config names none (eval.sampled_negatives)
-DEFAULT_NEGATIVES = 1000
-
 
 @register_task
 class SampledTask(PairwiseTask):
@@ -36,12 +33,12 @@ class SampledTask(PairwiseTask):
         e = cfg["eval"]
         known = split.train.concat(split.valid).concat(split.test)
         ks = sorted(set(e["ks"]) | set(e.get("sampled_cutoffs") or ()))
-        kw = dict(known=known, train=split.train, n_neg=int(e.get("sampled_negatives") or DEFAULT_NEGATIVES),
+        kw = dict(known=known, train=split.train, n_neg=int(e["sampled_negatives"]),
                   ks=ks, metrics=e["metrics"], seed=int(cfg["seed"]), device=device, user_chunk=int(e["user_chunk"]))
         return SampledEvaluator(split.valid, **kw), SampledEvaluator(split.test, **kw)
 
 
-def sampled_evaluator(split: Split, part: str, seed: int, n_neg: int = DEFAULT_NEGATIVES, ks=(5, 10, 20),
+def sampled_evaluator(split: Split, part: str, seed: int, n_neg: int, ks=(5, 10, 20),
                       metrics=("recall", "ndcg"), device: Optional[torch.device] = None):
     """The sampled evaluator of one part (``valid`` or ``test``) of a split, for judging a finished
     run's checkpoint by this protocol beside its full-ranking result."""
