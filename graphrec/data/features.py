@@ -149,8 +149,11 @@ class ItemFeatures:
         missing = [m for m in modalities if m not in self.features]
         if missing:
             raise KeyError(f"modalities {missing} not available (have {self.modalities})")
-        return ItemFeatures({m: self[m] for m in modalities}, self.item_map,
-                            {m: self.sources.get(m, "") for m in modalities})
+        # the tables are checked already (here or on their first read): not checked once more
+        out = object.__new__(ItemFeatures)
+        out.features = {m: self[m] for m in modalities}
+        out.item_map, out.sources = self.item_map, {m: self.sources.get(m, "") for m in modalities}
+        return out
 
 
 # -- loaders -------------------------------------------------------------------------------------

@@ -68,9 +68,15 @@ class LightGCN(Recommender):
         user0, item0 = torch.split(layer0, [users.numel(), items.numel()])
         return Reps(user=user, item=item, user_ids=users, item_ids=items, extras={"user0": user0, "item0": item0})
 
+    def _degrees(self) -> torch.Tensor:
+        """Node degrees of the full graph (the sampled estimate's d), computed once."""
+        if getattr(self, "_deg", None) is None:
+            self._deg = self.graph.adj.crow_indices().diff()
+        return self._deg
+
     def _sampled_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         users, items = batch["sub_users"], batch["sub_items"]
-        deg = self.graph.adj.crow_indices().diff()
+        deg = self._degrees()
         x_u = self.embedding.weight.index_select(0, users)
         x_i = self.embedding.weight.index_select(0, self.n_users + items)
         out_u, out_i = sampled_lightgcn(x_u, x_i, deg.index_select(0, users), deg.index_select(0, self.n_users + items),

@@ -50,7 +50,11 @@ class LinkNeighborBatches:
         data["user"].num_nodes, data["item"].num_nodes = train.n_users, train.n_items
         data[UI].edge_index = torch.stack([user, item])
         data[IU].edge_index = torch.stack([item, user])
+        from torch_geometric.sampler import NeighborSampler
         self.data, self.pairs = data, torch.stack([user, item])
+        # the sampler's CSC copy of the graph is built once, not once per epoch
+        self.neighbors = NeighborSampler(data, num_neighbors={UI: [int(k) for k in num_neighbors],
+                                                              IU: [int(k) for k in num_neighbors]})
         self.batch_size = int(batch_size)
         self.num_neighbors = [int(k) for k in num_neighbors]
         self.device = torch.device(device)
@@ -68,7 +72,8 @@ class LinkNeighborBatches:
                                                                 device=generator.device)))
         loader = LinkNeighborLoader(self.data, num_neighbors={UI: self.num_neighbors, IU: self.num_neighbors},
                                     edge_label_index=(UI, self.pairs), neg_sampling=NegativeSampling("triplet"),
-                                    batch_size=self.batch_size, shuffle=True, generator=order)
+                                    batch_size=self.batch_size, shuffle=True, generator=order,
+                                    neighbor_sampler=self.neighbors)
         to = self.device
         for b in loader:
             users, items = b["user"].n_id, b["item"].n_id
