@@ -87,14 +87,16 @@ def test_link_neighbor_batches_cover_the_pairs_and_carry_their_subgraph():
 
 
 @needs_sampler
-def test_sampled_training_nearly_reaches_exact_training():
+def test_sampled_training_nearly_reaches_exact_training(tmp_path):
     from graphrec.experiment import run
     common = {"data": {"dataset_args": {"n_users": 400, "n_items": 200, "n_interactions": 9000, "seed": 2}},
               "model_params": {"n_layers": 2}, "train": {"batch_size": 256, "lr": 0.01, "progress": False},
               "threads": 1}
-    exact = run(model="lightgcn", dataset="synthetic", overrides=common, epochs=8, seed=0, quiet=True, out=None)
+    exact = run(model="lightgcn", dataset="synthetic", overrides=common, epochs=8, seed=0, quiet=True,
+                out=str(tmp_path / "exact"))
     ov = {**common, "train": {**common["train"], "sampler": "neighbor", "num_neighbors": [10, 10]}}
-    sampled = run(model="lightgcn", dataset="synthetic", overrides=ov, epochs=8, seed=0, quiet=True, out=None)
+    sampled = run(model="lightgcn", dataset="synthetic", overrides=ov, epochs=8, seed=0, quiet=True,
+                  out=str(tmp_path / "sampled"))
     assert sampled["test"]["recall@20"] > 0.85 * exact["test"]["recall@20"]
 
 
