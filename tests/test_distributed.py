@@ -45,7 +45,11 @@ def test_two_processes_reach_the_one_process_metrics_also_across_a_resume(tmp_pa
 
 def test_a_rank_that_dies_ends_its_peer_with_one_line(tmp_path):
     out = tmp_path / "run"
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000), "WORLD_SIZE": "2",
+    import socket
+    with socket.socket() as sock:  # a free port: a fixed one can be taken by another test's ranks
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
            "GRAPHREC_TEST_EPOCH_SLEEP": "0.3", "GRAPHREC_DIST_TIMEOUT": "60"}
     cmd = [sys.executable, "-m", "graphrec", "train", "--model", "mf", "--dataset", "synthetic", "--epochs", "200",
            "--out", str(out), *DATA]
