@@ -210,6 +210,7 @@ RULES: dict[str, Rule] = {
     "train.optimizer": Rule(str, choices=_choices_of("graphrec.train.trainer", "_OPTIMISERS")),
     "train.lr": Rule(float, ge=0),
     "train.weight_decay": Rule(float, ge=0),
+    "train.betas": Rule(list, ge=0, lt=1, length=2, elem=float),
     "train.lr_decay": Rule(float, gt=0),
     "train.lr_decay_step": Rule(int, ge=1),
     "train.neg_sampling": Rule(str, choices=_fixed("uniform", "popularity")),  # samplers.UniformNegatives

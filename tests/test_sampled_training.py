@@ -111,3 +111,54 @@ def test_configurations_that_cannot_work_are_refused(monkeypatch):
                                                                   "train": {"sampler": "neighbor"}})
     with pytest.raises(ConfigError, match="model 'mf' does not train on sampled subgraphs"):
         sampler(prepare(cfg))
+
+
+@needs_sampler
+def test_a_sampled_step_updates_only_its_subgraphs_rows(tmp_path):
+    """Rows outside the batch's subgraph keep their weights (lazy Adam): a step costs its
+    subgraph, not the table (`graphrec.train.row_sparse`)."""
+    from graphrec.experiment import evaluators, trainer_for
+    p = _lightgcn(sampler="neighbor", num_neighbors=[2, 2], batch_size=8, progress=False)
+    tr = trainer_for(p, evaluators(p)[0], str(tmp_path))
+    batch = next(iter(tr.sampler.epoch(torch.Generator().manual_seed(0))))
+    before = p.model.embedding.weight.detach().clone()
+    tr.step(batch)
+    moved = (p.model.embedding.weight.detach() != before).any(1).nonzero().flatten()
+    read = torch.cat([batch["sub_users"], p.model.n_users + batch["sub_items"]])
+    assert moved.numel() > 0 and torch.isin(moved, read).all()
+    assert read.numel() < before.shape[0] / 2  # a real subset of the table
+
+
+@needs_sampler
+def test_rank_shares_split_each_global_batch_of_seeds():
+    p = _lightgcn(sampler="neighbor", num_neighbors=[3, 3])
+    s = sampler(p)
+    def pairs(rank, size):
+        torch.manual_seed(0)
+        return [(w, torch.stack([b["user"], b["pos"]])) for w, b in s.epoch_shares(torch.Generator().manual_seed(3),
+                                                                                   rank, size)]
+    whole, r0, r1 = pairs(0, 1), pairs(0, 2), pairs(1, 2)
+    assert len(whole) == len(r0) == len(r1)
+    for (w, a), (w0, b0), (w1, b1) in zip(whole, r0, r1):
+        assert w == 1.0 and abs(w0 + w1 - 1) < 1e-12
+        assert torch.equal(torch.cat([b0, b1], 1), a)
+
+
+@needs_sampler
+def test_two_processes_train_on_sampled_subgraphs(tmp_path):
+    import json
+    import subprocess
+    import sys
+    args = ["--model", "lightgcn", "--dataset", "synthetic", "--epochs", "4", "--seed", "0", "--quiet",
+            "--set", "data.dataset_args={n_users: 400, n_items: 200, n_interactions: 9000, seed: 2}",
+            "--set", "threads=1", "--set", "train.batch_size=256", "--set", "train.lr=0.01",
+            "--set", "train.sampler=neighbor", "--set", "train.num_neighbors=[10, 10]"]
+    res = {}
+    for n in (1, 2):
+        out = subprocess.run([sys.executable, "-m", "graphrec", "train", *args, "--nproc", str(n),
+                              "--out", str(tmp_path / str(n))], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        res[n] = json.loads((tmp_path / str(n) / "result.json").read_text())
+    assert res[2]["world_size"] == 2
+    # different neighbour draws, the same global batches: the same accuracy up to sampling noise
+    assert abs(res[2]["test"]["recall@20"] - res[1]["test"]["recall@20"]) < 0.15 * res[1]["test"]["recall@20"]

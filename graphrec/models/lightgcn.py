@@ -5,6 +5,7 @@ from typing import Any, Dict
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from graphrec import losses
 from graphrec.models import register_model
@@ -77,8 +78,9 @@ class LightGCN(Recommender):
     def _sampled_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         users, items = batch["sub_users"], batch["sub_items"]
         deg = self._degrees()
-        x_u = self.embedding.weight.index_select(0, users)
-        x_i = self.embedding.weight.index_select(0, self.n_users + items)
+        # sparse gradients: the step touches these rows only, not the whole table
+        x_u = F.embedding(users, self.embedding.weight, sparse=True)
+        x_i = F.embedding(self.n_users + items, self.embedding.weight, sparse=True)
         out_u, out_i = sampled_lightgcn(x_u, x_i, deg.index_select(0, users), deg.index_select(0, self.n_users + items),
                                         batch["sub_ui"], batch["sub_iu"], self.prop.num_layers, self.prop.readout)
         ou, oi = torch.argsort(users), torch.argsort(items)  # rows_of reads sorted id lists

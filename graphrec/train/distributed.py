@@ -126,7 +126,17 @@ class ShardedSampler:
     def __len__(self) -> int:
         return len(self.inner)
 
+    @property
+    def row_sparse(self) -> bool:
+        return getattr(self.inner, "row_sparse", False)
+
     def epoch(self, generator: torch.Generator) -> Iterator[Dict[str, torch.Tensor]]:
+        shares = getattr(self.inner, "epoch_shares", None)
+        if shares is not None:  # batches not made of per-pair rows alone (sampled subgraphs): the
+            # inner sampler splits the seeds and samples around this rank's share
+            for self.weight, batch in shares(generator, self.world.rank, self.world.size):
+                yield batch
+            return
         for batch in self.inner.epoch(generator):
             n = next(iter(batch.values())).shape[0]
             bounds = torch.linspace(0, n, self.world.size + 1).round().long().tolist()
@@ -144,6 +154,10 @@ class GradientSync(Callback):
 
     def on_gradients(self, trainer, params) -> None:
         params = [p for p in params if p.requires_grad]
+        for p in params:  # tables read with sparse gradients (sampled subgraphs): their rows only
+            if p.grad is not None and p.grad.is_sparse:
+                p.grad = self.world.all_reduce(p.grad.coalesce() * self.sampler.weight).coalesce()
+        params = [p for p in params if p.grad is None or not p.grad.is_sparse]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         if not grads:
             return

@@ -33,7 +33,11 @@ def available() -> bool:
 
 
 class LinkNeighborBatches:
-    """Training batches of sampled subgraphs around (user, positive, negative) triples."""
+    """Training batches of sampled subgraphs around (user, positive, negative) triples. Models read
+    their tables' rows with sparse gradients on these batches (``row_sparse``): a step's cost is its
+    subgraph's, and the trainer's optimiser updates only those rows (`graphrec.train.row_sparse`)."""
+
+    row_sparse = True
 
     def __init__(self, train: Interactions, batch_size: int, num_neighbors: Sequence[int],
                  device: torch.device | str = "cpu"):
@@ -63,21 +67,37 @@ class LinkNeighborBatches:
         return (self.pairs.shape[1] + self.batch_size - 1) // self.batch_size
 
     def epoch(self, generator: torch.Generator) -> Iterator[Dict[str, torch.Tensor]]:
+        for _, batch in self.epoch_shares(generator, 0, 1):
+            yield batch
+
+    def epoch_shares(self, generator: torch.Generator, rank: int, size: int
+                     ) -> Iterator[tuple[float, Dict[str, torch.Tensor]]]:
+        """Rank ``rank``'s contiguous share of each global batch's seed pairs (of ``size`` ranks;
+        every rank draws the same order), with the subgraph sampled around that share only, and
+        the share's fraction of the global batch (data-parallel training's gradient weight)."""
         from torch_geometric.loader import LinkNeighborLoader
         from torch_geometric.sampler import NegativeSampling
 
-        # the loader shuffles with a CPU generator seeded from ours; PyG draws negatives and
-        # neighbours from torch's global generator (seeded by the run)
-        order = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator,
-                                                                device=generator.device)))
+        # the order comes from our generator; PyG draws negatives and neighbours from torch's global
+        # generator (seeded by the run)
+        order = torch.randperm(self.pairs.shape[1], generator=torch.Generator().manual_seed(
+            int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))))
         loader = LinkNeighborLoader(self.data, num_neighbors={UI: self.num_neighbors, IU: self.num_neighbors},
                                     edge_label_index=(UI, self.pairs), neg_sampling=NegativeSampling("triplet"),
-                                    batch_size=self.batch_size, shuffle=True, generator=order,
-                                    neighbor_sampler=self.neighbors)
+                                    batch_size=self.batch_size, neighbor_sampler=self.neighbors,
+                                    filter_per_worker=True)
         to = self.device
-        for b in loader:
+        for s in range(0, order.numel(), self.batch_size):
+            seeds = order[s:s + self.batch_size]
+            bounds = torch.linspace(0, seeds.numel(), size + 1).round().long().tolist()
+            lo, hi = bounds[rank], bounds[rank + 1]
+            weight = (hi - lo) / seeds.numel()
+            if hi <= lo:  # a final batch smaller than the world: one seed at weight 0 keeps ranks in step
+                lo, hi = 0, 1
+            b = loader.collate_fn(seeds[lo:hi])
             users, items = b["user"].n_id, b["item"].n_id
-            yield {"user": users[b["user"].src_index].to(to), "pos": items[b["item"].dst_pos_index].to(to),
-                   "neg": items[b["item"].dst_neg_index.view(-1)].to(to),
-                   "sub_users": users.to(to), "sub_items": items.to(to),
-                   "sub_ui": b[UI].edge_index.to(to), "sub_iu": b[IU].edge_index.to(to)}
+            yield weight, {
+                "user": users[b["user"].src_index].to(to), "pos": items[b["item"].dst_pos_index].to(to),
+                "neg": items[b["item"].dst_neg_index.view(-1)].to(to),
+                "sub_users": users.to(to), "sub_items": items.to(to),
+                "sub_ui": b[UI].edge_index.to(to), "sub_iu": b[IU].edge_index.to(to)}

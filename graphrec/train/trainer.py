@@ -20,10 +20,12 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from graphrec.errors import ConfigError
 from graphrec.models.base import Recommender
 from graphrec.nn import precision
 from graphrec.train import checkpoint
 from graphrec.train.probe import PhaseProbe
+from graphrec.train.row_sparse import RowSparseAdam
 from graphrec.train.tasks import Evaluator, Sampler
 from graphrec.utils import log
 
@@ -38,17 +40,27 @@ _OPTIMISERS = {
 }
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, lr: float, weight_decay: float, row_sparse: bool = False,
+                   betas: Optional[Sequence[float]] = None) -> torch.optim.Optimizer:
+    """``betas``: Adam's and AdamW's moment decay rates (``train.betas``). ``row_sparse``: the model
+    reads tables with sparse gradients (sampled-subgraph steps), which `RowSparseAdam` updates on
+    the rows read only; Adam and AdamW only."""
     if name not in _OPTIMISERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(_OPTIMISERS)}")
     params = list(params)
+    kw = {"betas": tuple(float(b) for b in betas)} if betas else {}  # None: the optimiser's own
+    if row_sparse:
+        if name not in ("adam", "adamw"):
+            raise ConfigError(f"train.sampler=neighbor updates the rows a step reads with Adam or AdamW; "
+                              f"train.optimizer={name!r} is not supported there")
+        return RowSparseAdam(params, lr=lr, weight_decay=weight_decay, decoupled=name == "adamw", **kw)
     if name in ("adam", "adamw"):
         # the fused kernel (CPU and CUDA, torch >= 2.4) updates the embedding tables in one pass
         # instead of one pass per Adam sub-step: the same update, several times less memory traffic
         try:
-            return _OPTIMISERS[name](params, lr=lr, weight_decay=weight_decay, fused=True)
+            return _OPTIMISERS[name](params, lr=lr, weight_decay=weight_decay, fused=True, **kw)
         except (RuntimeError, TypeError, ValueError):
-            pass
+            return _OPTIMISERS[name](params, lr=lr, weight_decay=weight_decay, **kw)
     return _OPTIMISERS[name](params, lr=lr, weight_decay=weight_decay)
 
 
@@ -127,9 +139,11 @@ class Trainer:
         groups = param_groups(model, main, float(cfg["lr"]), float(cfg["weight_decay"]))
         # a model with nothing to learn (pop) still gets a valid, empty optimiser state
         self.opt = make_optimizer(cfg["optimizer"], groups or main or [torch.nn.Parameter(torch.zeros(0))],
-                                  cfg["lr"], cfg["weight_decay"])
+                                  cfg["lr"], cfg["weight_decay"], row_sparse=getattr(sampler, "row_sparse", False),
+                                  betas=cfg.get("betas"))
         aux = model.auxiliary_parameters()
-        self.aux_opt = (make_optimizer(cfg["optimizer"], aux, cfg.get("aux_lr") or cfg["lr"], 0.0)
+        self.aux_opt = (make_optimizer(cfg["optimizer"], aux, cfg.get("aux_lr") or cfg["lr"], 0.0,
+                                       betas=cfg.get("betas"))
                         if aux else None)
         gamma, step = float(cfg.get("lr_decay", 1.0)), int(cfg.get("lr_decay_step", 50))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: gamma ** (e / step))
