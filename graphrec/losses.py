@@ -101,6 +101,7 @@ class _DiagonalCE(torch.autograd.Function):
             dq, dk = torch.empty_like(qs), torch.zeros_like(k)
         lse = torch.empty(n, dtype=q.dtype, device=q.device)
         if lowp is not None:
+            dkt = torch.zeros(k.shape[1], k.shape[0], dtype=q.dtype, device=q.device) if need_grad else None
             kl = k.to(lowp)
             ka = torch.cat([k, k.new_ones(k.shape[0], 1)], 1).to(lowp)
             if by_norm:
@@ -119,12 +120,15 @@ class _DiagonalCE(torch.autograd.Function):
                     top = torch.mm(qb[s:e], kl.T, out=buf[:e - s]).amax(1, keepdim=True)
                     ex = torch.mm(torch.cat([qb[s:e], top.neg()], 1), ka.T, out=buf[:e - s])
                     row_shift = top.squeeze(1).to(q.dtype)
-                z = ex.exp_().sum(1, dtype=q.dtype)
+                # the row sums leave the product in bf16 (accumulated in float32, one rounding of
+                # the sum: relative 2^-9): a float32-typed reduction of bf16 runs ~25x slower on CPUs
+                z = ex.exp_().sum(1).to(q.dtype)
                 lse[s:e] = z.log().add_(row_shift)
                 if need_grad:
                     inv_z = z.reciprocal_().unsqueeze(1)
                     dq[s:e] = torch.mm(ex, kl).to(q.dtype).mul_(inv_z)
-                    dk.add_(torch.mm(ex.T, (qs[s:e] * inv_z).to(lowp)))
+                    # (Q^T E)^T rather than E^T Q: the block read in its stored order, ~10% faster
+                    dkt.add_(torch.mm((qs[s:e] * inv_z).to(lowp).T, ex))
         else:
             kt = k.T
             neg_shift = bound.neg().unsqueeze(1)
@@ -146,6 +150,8 @@ class _DiagonalCE(torch.autograd.Function):
                     torch.mm(ex, k, out=dq[s:e]).mul_(inv_z)
                     dk.addmm_(ex.T, qs[s:e] * inv_z)
         if need_grad:
+            if lowp is not None:
+                dk = dkt.T
             dq.sub_(k)  # the diagonal targets: P - I
             dk.sub_(qs)
             ctx.save_for_backward(dq, dk)

@@ -40,6 +40,18 @@ MARKER = "GRAPHREC_BENCH_RECORD "
 MEASURED_PHASES = ("graph_build", "train", "eval")
 
 
+def _knn_recall(meta: Any, path: str = "") -> Dict[str, Any]:
+    """Neighbour recall of each approximate kNN graph against exact search (with its index), by
+    the path of its record in the graphs' metadata; empty when every kNN graph is exact."""
+    out: Dict[str, Any] = {}
+    if isinstance(meta, dict):
+        if "recall" in meta:
+            out[path or "graph"] = {"recall": meta["recall"], "index": (meta.get("params") or {}).get("index")}
+        for k, v in meta.items():
+            out.update(_knn_recall(v, f"{path}/{k}" if path else str(k)))
+    return out
+
+
 def _median(v: list[float]) -> Optional[float]:
     if not v:
         return None
@@ -151,6 +163,7 @@ def measure(model: str, dataset: str, epochs: int = 3, scale: Optional[float] = 
             "trainable_params": sum(q.numel() for q in p.model.parameters() if q.requires_grad),
             "data_s": round(ph.get("data", {}).get("seconds", 0.0), 4),
             "graph_build_s": round(ph.get("graph_build", {}).get("seconds", 0.0), 4),
+            "knn_recall": _knn_recall(p.graph_meta),
             "epochs": epochs, "warmup_epochs": warmup,
             "train_s_epochs": [round(x, 4) for x in train_s],
             # a truncated epoch (train.max_steps_per_epoch) is projected to the full one: s/step x steps
