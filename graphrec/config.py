@@ -218,6 +218,7 @@ RULES: dict[str, Rule] = {
     "train.num_neg": Rule(int, ge=1),
     "train.sampler": Rule(str, choices=_fixed("exact", "neighbor")),
     "train.num_neighbors": Rule(list, nullable=True, ge=1, min_len=1, elem=int, repeats=True),
+    "train.shard_tables": Rule(str, choices=_fixed("none", "row_wise", "table_wise")),  # graphrec.train.sharding
     "train.patience": Rule(int, ge=-1),
     "train.valid_metric": Rule(str, pattern=r"^([a-z_]+@[0-9]+|loss)$"),
     "train.eval_every": Rule(int, ge=1),

@@ -22,7 +22,7 @@ from graphrec.data.dataset import Dataset
 from graphrec.data.split import Split
 from graphrec.environment import environment
 from graphrec.models import ModelContext, Recommender, get_model
-from graphrec.train import checkpoint, distributed, transfer
+from graphrec.train import checkpoint, distributed, sharding, transfer
 from graphrec.train.distributed import World
 from graphrec.train.probe import PhaseProbe
 from graphrec.train.tasks import Evaluator, Sampler, get_task, task_of
@@ -43,6 +43,7 @@ class Prepared:
     graph_meta: Dict[str, dict]
     feature_hashes: Dict[str, str]  # of the features the model reads; filled for runs that record them
     notes: Dict[str, Any] = field(default_factory=dict)  # recorded in result.json (e.g. what a transfer loaded)
+    shards: Optional[sharding.ShardedModel] = None  # this rank's sharded tables (train.shard_tables)
 
 
 def load_dataset(cfg: dict) -> Dataset:
@@ -146,7 +147,10 @@ def trainer_for(p: Prepared, valid: Evaluator, run_dir: str, callbacks: Iterable
     batches, callbacks = sampler(p), list(callbacks)
     if world is not None and batches is not None:
         batches = distributed.ShardedSampler(batches, world)
-        callbacks.append(distributed.GradientSync(world, batches))
+        callbacks.append(distributed.GradientSync(world, batches, local=sharding.local_parameters(p.shards)))
+        if p.shards is not None:  # sharded tables: gathered between epochs, their optimiser state saved
+            p.shards.sampler = batches
+            callbacks.append(p.shards.callback(run_dir))
     return Trainer(p.model, batches, valid, p.cfg["train"], run_dir, p.device, int(p.cfg["seed"]),
                    p.probe, callbacks=callbacks, checkpoints=checkpoints)
 
@@ -229,6 +233,7 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
         # an in-memory dataset must be handed again (nothing names it); a dataset name may not change
         saved, cfg = _resume_config(run_dir, overrides or {}, model, None if data_obj is not None else dataset,
                                     config_files, seed, epochs, out, quiet)
+        sharding.check(cfg, world.size if world is not None else 1)
         recorded = rundir.read_fingerprint(run_dir)
         lock = rundir.RunLock(run_dir)
         try:
@@ -253,6 +258,7 @@ def run(model: Optional[str] = None, dataset: Optional[str | Dataset] = None, co
         ov.setdefault("train", {})["progress"] = False
     cfg = config_mod.load_config(model, dataset, config_files, ov)
     get_model(cfg["model"])  # an unknown model fails before anything is written
+    sharding.check(cfg, world.size if world is not None else 1)
     run_dir = new_run_dir(cfg, out)
     with rundir.new_run(run_dir) as lock:  # removed again if the start fails
         config_mod.dump(cfg, os.path.join(run_dir, "config.yaml"))
@@ -294,6 +300,10 @@ def _start(p: Prepared, run_dir: str, resume: bool, world: Optional[World] = Non
            ) -> tuple[Trainer, Evaluator, Evaluator]:
     """Evaluators and trainer of a prepared run, its state restored or initialised."""
     cfg = p.cfg
+    if world is not None and sharding.mode_of(cfg) != "none":  # this rank's rows of the model's tables
+        p.shards = sharding.shard(p.model, sharding.mode_of(cfg), world.size, world.rank,
+                                  sparse=cfg["train"].get("sampler") == "neighbor")
+        p.notes["shard_tables"] = p.shards.describe()
     valid_eval, test_eval = evaluators(p, world)
     main = world is None or world.is_main
     tb = tensorboard_callback(run_dir) if main else None  # None without the optional tensorboard package
@@ -301,6 +311,8 @@ def _start(p: Prepared, run_dir: str, resume: bool, world: Optional[World] = Non
     init = cfg["train"].get("init_from")
     if resume:
         trainer.resume()
+        if p.shards is not None:
+            p.shards.restore_optimizer(trainer.opt, run_dir, trainer.epoch)
     elif hasattr(p.model, "manifest") and (init is None or transfer.is_components_dir(init)):
         # a transferable model (PMMRec): the components its transfer setting names, strictly, from
         # a `graphrec export` components directory (none for setting "none"); what was loaded,
@@ -314,7 +326,10 @@ def _start(p: Prepared, run_dir: str, resume: bool, world: Optional[World] = Non
         checkpoint.load_into(p.model, checkpoint.load_file(path), only=cfg["train"].get("init_components"),
                              strict=False, where=path, user_map=p.split.user_map, item_map=p.split.item_map)
     if world is not None:
-        world.broadcast_module(p.model)  # identical replicas, whatever each rank read
+        # identical replicas, whatever each rank read; sharded tables: each rank read its own rows
+        world.broadcast_module(p.model, skip=sharding.local_parameters(p.shards))
+    if p.shards is not None:
+        p.shards.gather()
     return trainer, valid_eval, test_eval
 
 
@@ -324,11 +339,13 @@ def _finish(p: Prepared, run_dir: str, trainer: Trainer, valid_eval: Evaluator, 
     cfg = p.cfg
     summary = trainer.fit()
     # test: once, for the selected (best-valid) checkpoint
-    if world is None or world.is_main:
+    if p.shards is not None:  # sharded tables: each rank reads its rows, once rank 0 has written them
+        world.barrier()
+    if world is None or world.is_main or p.shards is not None:
         best = os.path.join(run_dir, "best.pt")
         checkpoint.load_into(p.model, checkpoint.load_file(best), where=best)
     if world is not None:
-        world.broadcast_module(p.model)
+        world.broadcast_module(p.model, skip=sharding.local_parameters(p.shards))
     with p.probe.phase("test"):
         test = test_eval.evaluate(p.model)
     result = {

@@ -16,13 +16,15 @@ directory (config, split, checkpoints, logs, result); the others read ``last.pt`
 resume (one machine, or a shared file system across nodes) and receive the selected weights from
 rank 0 by broadcast. A rank that dies or stalls fails its peers' next collective: each reports
 `DistributedError` with its rank within ``GRAPHREC_DIST_TIMEOUT`` seconds (default 600).
+With ``train.shard_tables`` the id-embedding tables are not replicated but sharded across the
+ranks (`graphrec.train.sharding`): `GradientSync` and `World.broadcast_module` leave them out.
 """
 from __future__ import annotations
 
 import datetime
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -67,11 +69,14 @@ class World:
         self._call("broadcast", dist.broadcast_object_list, box, src=0)
         return box[0]
 
-    def broadcast_module(self, module: torch.nn.Module) -> None:
-        """Rank 0's parameters and buffers into every rank's ``module``, in place."""
+    def broadcast_module(self, module: torch.nn.Module, skip: Iterable[torch.Tensor] = ()) -> None:
+        """Rank 0's parameters and buffers into every rank's ``module``, in place; ``skip``: those
+        each rank holds its own part of (sharded tables, `graphrec.train.sharding`)."""
+        skip_ids = {id(t) for t in skip}
         with torch.no_grad():
             for t in list(module.parameters()) + list(module.buffers()):
-                self._call("broadcast", dist.broadcast, t.data, src=0)
+                if id(t) not in skip_ids:
+                    self._call("broadcast", dist.broadcast, t.data, src=0)
 
     def barrier(self) -> None:
         self._call("barrier", dist.barrier)
@@ -147,13 +152,15 @@ class ShardedSampler:
 
 class GradientSync(Callback):
     """After each backward pass: every parameter's gradient becomes the share-weighted average
-    over ranks (one flat all-reduce per step)."""
+    over ranks (one flat all-reduce per step). ``local``: parameters each rank holds its own rows
+    of (sharded tables), whose gradients their lookups already summed on the owner."""
 
-    def __init__(self, world: World, sampler: ShardedSampler):
+    def __init__(self, world: World, sampler: ShardedSampler, local: Iterable[torch.Tensor] = ()):
         self.world, self.sampler = world, sampler
+        self.local = {id(p) for p in local}
 
     def on_gradients(self, trainer, params) -> None:
-        params = [p for p in params if p.requires_grad]
+        params = [p for p in params if p.requires_grad and id(p) not in self.local]
         for p in params:  # tables read with sparse gradients (sampled subgraphs): their rows only
             if p.grad is not None and p.grad.is_sparse:
                 p.grad = self.world.all_reduce(p.grad.coalesce() * self.sampler.weight).coalesce()
