@@ -285,7 +285,8 @@ def test_specific_parts_change_full_pamd_scores_but_not_the_common_only_variant(
 # -- C10: fine-tuning --------------------------------------------------------------------------------
 def _fit(m, train, epochs=5, lr=0.01):
     from graphrec.train.samplers import BPRSampler
-    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
+    groups = m.param_groups(lr, 0.0) or [{"params": [p for p in m.parameters() if p.requires_grad]}]
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=lr)  # the trainer's groups: encoder at its ratio
     sampler = BPRSampler(train, batch_size=128)
     g = torch.Generator().manual_seed(0)
     hist = []
@@ -475,23 +476,32 @@ def planted_preference(world, n_users=500, per_user=10, strength=3.0, seed=0) ->
     return Interactions(user, top.flatten(), IdMap(np.arange(n_users), "user"), IdMap(np.arange(n_items), "item"))
 
 
-@pytest.fixture(scope="module")
-def planted_preference_scores(world):
+#: Theta of Eq. (1): "linear" (the authors' code: a bias-free d x d map) or "mlp" (the paper's "MLP":
+#: two layers with a ReLU between them)
+THETA = {"linear": {}, "mlp": {"theta_layers": 2, "activation": "relu"}}
+
+
+@pytest.fixture(scope="module", params=sorted(THETA))
+def planted_preference_scores(world, request):
     """Test Recall@10 (mean of two seeds, same budget) of PAMD, PAMD_¬s and ID-only BPR on a
-    preference that lives in the visual-specific factor."""
+    preference that lives in the visual-specific factor, for a linear and an MLP Theta (both stages
+    built alike; fine-tuning at the default encoder_lr_ratio, as the trainer's parameter groups)."""
     from graphrec.data.split import make_split
     from graphrec.eval.ranking import RankingEvaluator
     from graphrec.models.mf import MF
+    theta = THETA[request.param]
     split = make_split(planted_preference(world), "random", (0.6, 0.2, 0.2), seed=0)
     ctx = ModelContext(n_users=split.n_users, n_items=split.n_items, train=split.train,
                        features=context(world["x_t"], world["x_v"]).features)
     torch.manual_seed(0)
-    pre = PAMDPretrain(ctx, embedding_dim=16)
+    pre = PAMDPretrain(ctx, embedding_dim=16, **theta)
     pretrain(pre, epochs=20)
     ev = RankingEvaluator(split.test, [split.train], ks=[10], metrics=["recall"])
-    scores = {}
-    for label, make in (("pamd", lambda: PAMD(ctx, embedding_dim=16, components="all")),
-                        ("not_s", lambda: PAMD(ctx, embedding_dim=16, components="common")),
+    z = pre.encode(torch.arange(split.n_items))
+    scores = {"theta": request.param, "r2_zv_common": ridge_r2(z["c_v"].detach(), world["zv"]),
+              "r2_zv_specific": ridge_r2(z["s_v"].detach(), world["zv"])}
+    for label, make in (("pamd", lambda: PAMD(ctx, embedding_dim=16, components="all", **theta)),
+                        ("not_s", lambda: PAMD(ctx, embedding_dim=16, components="common", **theta)),
                         ("mf", lambda: MF(ctx, embedding_dim=16))):
         r = []
         for seed in (0, 1):
@@ -508,18 +518,25 @@ def planted_preference_scores(world):
 @pytest.mark.slow
 def test_planted_specific_preference_pamd_beats_id_only_bpr(planted_preference_scores):
     """Planted test 3, first half: the content vectors recover a preference that ID-only BPR learns
-    from sparse data only (measured: PAMD 0.227 against BPR 0.125)."""
+    from sparse data only (measured, linear / MLP Theta: PAMD 0.227 / 0.237 against BPR 0.125)."""
     s = planted_preference_scores
     assert s["pamd"] > 1.3 * s["mf"], s
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="PAMD_¬s matches full PAMD (measured 0.2315 against 0.227, d=16; 0.236 against "
-                          "0.216, d=32): the fine-tuned linear encoder reaches the specific factor through the "
-                          "common parts too (e^c = W e with an invertible W), so dropping e^s removes no "
-                          "information; the paper's Table 3 gap is not reproduced here", strict=False)
-def test_planted_specific_preference_pamd_beats_common_only(planted_preference_scores):
+def test_planted_specific_preference_pamd_beats_common_only(planted_preference_scores, request):
     """Planted test 3, second half (the paper's Table 3 direction): PAMD over all four vectors beats
-    PAMD_¬s when the preference lives in a modality-specific factor."""
+    PAMD_¬s when the preference lives in a modality-specific factor.
+
+    With the paper's MLP Theta (Eq. 1) the pretrained specific part carries the visual-only factor
+    and the common part does not (ridge R^2 of z_v: 0.56 from e^s_v against 0.22 from e^c_v;
+    measured PAMD 0.237 against PAMD_¬s 0.197). With the authors' linear Theta both parts hold
+    it alike (R^2 0.27 and 0.27: e^c = W e and e^s = (I - W) e are both invertible images of e),
+    so dropping e^s removes no information (measured 0.227 against 0.231): expected to fail."""
     s = planted_preference_scores
+    if s["theta"] == "linear":
+        request.applymarker(pytest.mark.xfail(reason="linear Theta: e^c = W e keeps the specific factor "
+                                              "(see the docstring)", strict=False))
+    else:  # the disentanglement the comparison rests on
+        assert s["r2_zv_specific"] > s["r2_zv_common"] + 0.1, s
     assert s["pamd"] > s["not_s"], s

@@ -31,6 +31,7 @@ class PAMD(Recommender):
     .. math:: a_i = \mathrm{softmax}(e_i [e^c_t; e^c_v; e^s_t; e^s_v]^\top / \sqrt d), \quad
               \tilde e_i = e_i + \textstyle\sum_k a_{ik} v_{ik}, \quad \hat y_{ui} = p_u^\top \tilde e_i .
 
+    - ``embedding_dim`` d: the paper's 150 by default; the pretraining run must have the same d.
     - ``components``: ``all`` (PAMD), ``common`` (PAMD_¬s: :math:`e^c_t, e^c_v` only) or
       ``specific`` (PAMD_¬c: :math:`e^s_t, e^s_v` only).
     - ``attention_query``: ``item`` (the paper: the item-ID embedding, scaled; :math:`\tilde e_i`
@@ -38,7 +39,11 @@ class PAMD(Recommender):
       code: :math:`a_{ui} = \mathrm{softmax}_k(p_u \cdot v_{ik})`, unscaled,
       :math:`\hat y_{ui} = p_u \cdot e_i + \sum_k a_{uik}\, p_u \cdot v_{ik}`).
     - ``rec_loss``: ``bpr`` (paper) or ``bce`` (the authors' code: pointwise, one negative).
-    - Regulariser: ``reg_weight`` x MMRec's EmbLoss on the batch's user and item vectors (as `mf`).
+    - Regulariser: ``reg_weight`` x MMRec's EmbLoss (as `mf`) on the batch's user embeddings and
+      item-ID embeddings :math:`e_i` (``reg_on: embeddings``, the parameters, as BPR's L2 term: the
+      content part of :math:`\tilde e_i` is left free, so a strong regulariser shrinks
+      :math:`\tilde e_i` towards the item's content rather than towards 0) or on the fused
+      :math:`\tilde e_i` (``reg_on: fused``).
     - ID embeddings: Xavier-uniform (as `mf`; the paper's "(0, 1)" init is ambiguous) or
       ``init: normal`` (N(0, 1), the authors' code).
     The pretraining loss is not applied here (the authors' code fine-tunes on the recommendation
@@ -47,19 +52,21 @@ class PAMD(Recommender):
 
     name = "pamd"
 
-    def __init__(self, ctx: ModelContext, embedding_dim: int = 64, modalities: Sequence[str] = ("text", "image"),
+    def __init__(self, ctx: ModelContext, embedding_dim: int = 150, modalities: Sequence[str] = ("text", "image"),
                  components: str = "all", attention_query: str = "item", rec_loss: str = "bpr",
-                 encoder_lr_ratio: float = 0.1, reg_weight: float = 1e-4, init: str = "xavier",
+                 encoder_lr_ratio: float = 0.1, reg_weight: float = 1e-4, reg_on: str = "embeddings",
+                 init: str = "xavier",
                  primitive_layers: int = 1, theta_layers: int = 1, activation: str = "none",
                  layer_norm: bool = False, standardize: bool = True, **hp: Any):
         super().__init__(ctx)
         for key, value, known in (("components", components, tuple(COMPONENTS)),
                                   ("attention_query", attention_query, ("item", "user")),
-                                  ("rec_loss", rec_loss, ("bpr", "bce")), ("init", init, ("xavier", "normal"))):
+                                  ("rec_loss", rec_loss, ("bpr", "bce")), ("init", init, ("xavier", "normal")),
+                                  ("reg_on", reg_on, ("embeddings", "fused"))):
             if value not in known:
                 raise ValueError(f"model.{key}={value!r}: expected one of {', '.join(known)}")
         self.components, self.attention_query, self.rec_loss = components, attention_query, rec_loss
-        self.reg_weight = float(reg_weight)
+        self.reg_weight, self.reg_on = float(reg_weight), reg_on
         self.modalities = list(modalities)
         d = int(embedding_dim)
         x_t, x_v = content_features(ctx, self.modalities, bool(standardize))
@@ -75,8 +82,10 @@ class PAMD(Recommender):
         if float(encoder_lr_ratio) < 0:
             raise ValueError(f"pamd: encoder_lr_ratio must be >= 0, got {encoder_lr_ratio}")
         self.encoder_lr_ratio = float(encoder_lr_ratio)
+        self._frozen: Optional[torch.Tensor] = None  # a frozen encoder's vectors of all items, computed once
         if self.encoder_lr_ratio == 0:  # frozen: bit-identical vectors, no optimiser state
             self.encoder.requires_grad_(False)
+            self.encoder._register_load_state_dict_pre_hook(lambda *a, **k: setattr(self, "_frozen", None))
 
     @classmethod
     def required_modalities(cls, hp: Dict[str, Any]) -> list[str]:
@@ -86,6 +95,12 @@ class PAMD(Recommender):
     def content(self, items: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The attended vectors of ``items`` (all when None), [n, K, d] in the order of
         ``COMPONENTS[components]`` (a subset of :math:`[e^c_t, e^c_v, e^s_t, e^s_v]`)."""
+        if self.encoder_lr_ratio == 0:  # frozen: encode every item once (reset when weights are loaded)
+            if self._frozen is None or self._frozen.device != self.x_t.device:
+                with torch.no_grad():
+                    z = self.encoder(self.x_t, self.x_v)
+                self._frozen = torch.stack([z[k] for k in COMPONENTS[self.components]], 1)
+            return self._frozen if items is None else self._frozen[items]
         x_t, x_v = (self.x_t, self.x_v) if items is None else (self.x_t[items], self.x_v[items])
         z = self.encoder(x_t, x_v)
         return torch.stack([z[k] for k in COMPONENTS[self.components]], 1)
@@ -135,6 +150,8 @@ class PAMD(Recommender):
             labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
             terms = {"bce": losses.bce_loss(logits, labels)}
         if self.reg_weight > 0:
+            if self.reg_on == "embeddings":
+                p, n = self.item_emb(batch["pos"]), self.item_emb(batch["neg"])
             terms["reg"] = self.reg_weight * losses.l2_reg(u, p, n)
         return terms
 

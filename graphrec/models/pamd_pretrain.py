@@ -63,14 +63,14 @@ class PAMDPretrain(Recommender):
       :math:`L_{pre}` (the paper's Eq. 10 says "argmin over :math:`\Phi`", but the encoder must
       learn from it for anything to disentangle; the authors' code does the same).
 
-    Layer shapes: ``embedding_dim`` d (paper 150); one linear layer per network by default (the
+    Layer shapes: ``embedding_dim`` d (default 150, the paper's); one linear layer per network by default (the
     authors' code), deeper with ``*_layers`` and ``activation``.
     """
 
     name = "pamd-pretrain"
     task = "items"
 
-    def __init__(self, ctx: ModelContext, embedding_dim: int = 64, modalities: Sequence[str] = ("text", "image"),
+    def __init__(self, ctx: ModelContext, embedding_dim: int = 150, modalities: Sequence[str] = ("text", "image"),
                  mode: str = "full", contrastive: str = "softplus", anchor_space: str = "raw",
                  anchor_stop_grad: bool = True, tau: float = 0.5, ortho: str = "per_item", align: str = "sum",
                  primitive_layers: int = 1, theta_layers: int = 1, phi_layers: int = 1, activation: str = "none",
