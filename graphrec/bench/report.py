@@ -23,7 +23,10 @@ OTHER_PREFIXES = (("compare_mixgcf", "graphrec's mixgcf beside the official MixG
                   ("compare_recbole", "graphrec's SASRec beside RecBole's"),
                   ("graphs_", "Graph construction"), ("encode_", "Feature encoding"), ("memory_", "Memory"),
                   ("bf16_", "Mixed precision: speed"),
-                  ("sampled_", "Sampled-subgraph training"), ("mcpt_", "MCPT pretraining cost at Clothing scale"),
+                  ("sampled_", "Sampled-subgraph training"), ("scale", "Beyond one machine: 10x Clothing and the scaling model"),
+                  ("sharding_", "Embedding tables sharded across processes"),
+                  ("demure_", "Demure: the cost of a step over its base model"),
+                  ("mcpt_", "MCPT pretraining cost at Clothing scale"),
                   ("accuracy_", "Accuracy"))
 
 
