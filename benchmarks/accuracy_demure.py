@@ -23,6 +23,13 @@ sampler, same steps per epoch, one thread each).
 
 Writes benchmarks/results/accuracy_demure_<dataset>.{json,md}; run directories go under --runs
 (default /work/cache/demure/runs) and a finished run is re-read, not re-run.
+
+Sensitivity (`GRID`: λ1 x λ2, Adam's beta2 0.99, lr 3e-3 with beta2 0.99, 60 epochs), run as
+models of the same script and tabulated into accuracy_demure_grid.{json,md}:
+
+    python benchmarks/accuracy_demure.py --datasets scientific --protocols loo --epochs 20 --patience 4 \
+        --models demure_l1-0.0_l2-0.1,demure_beta2-0.99,... --seeds 0 --runs GRID_RUNS
+    python benchmarks/accuracy_demure.py --datasets scientific --protocols loo --seeds 0,1,2 --grid RUNS,GRID_RUNS
 """
 from __future__ import annotations
 
@@ -51,6 +58,19 @@ MODELS = ["sasrec", "demure-base", "demure"]
 #: interest scores (the attribution that recovers planted drivers, tests/test_demure_planted.py)
 VARIANTS = {"demure-base+id": ("demure-base", {"item_id": True}), "demure+id": ("demure", {"item_id": True}),
             "demure-gxi": ("demure", {"score_mode": "grad_x_input"})}
+#: the sensitivity grid (name -> (registered model, model overrides, train overrides)): Eq. 15's
+#: weights λ1 (``lambda_aug``) x λ2 (``lambda_cl``), and the paper's Adam beta2 = 0.99 for Demure and
+#: its Base Model; one seed (``--grid``), written to accuracy_demure_grid.{md,json}
+GRID = {f"demure_l1-{a}_l2-{b}": ("demure", {"lambda_aug": a, "lambda_cl": b}, {})
+        for a in (0.0, 0.5, 1.0) for b in (0.1, 0.5)}
+GRID.update({"demure-base_beta2-0.99": ("demure-base", {}, {"betas": [0.9, 0.99]}),
+             "demure_beta2-0.99": ("demure", {}, {"betas": [0.9, 0.99]}),
+             # the paper's optimiser for MovieLens: lr 3e-3 with beta2 0.99
+             "demure-base_lr3e-3_beta2-0.99": ("demure-base", {}, {"betas": [0.9, 0.99], "lr": 0.003}),
+             "demure_lr3e-3_beta2-0.99": ("demure", {}, {"betas": [0.9, 0.99], "lr": 0.003}),
+             # three times the epoch cap: is the gap to the Base Model a matter of training time?
+             "demure-base_60ep": ("demure-base", {}, {"epochs": 60, "patience": 10}),
+             "demure_60ep": ("demure", {}, {"epochs": 60, "patience": 10})})
 
 
 def split_scientific_text(text: str) -> tuple[str, str, str]:
@@ -124,6 +144,8 @@ def setting(dataset: str, protocol: str, cache: Path, epochs: int = 30, patience
            "demure": {"model_params": dict(dm), "train": {"batch_size": 256}}}
     for v, (_, extra) in VARIANTS.items():
         per[v] = {"model_params": {**dm, **extra}, "train": {"batch_size": 256}}
+    for v, (_, extra, train) in GRID.items():
+        per[v] = {"model_params": {**dm, **extra}, "train": {"batch_size": 256, **train}}
     return name, common, per
 
 
@@ -147,7 +169,7 @@ def run_one(dataset: str, protocol: str, model: str, seed: int, runs: Path, cach
     if lr is not None:
         common["train"]["lr"] = float(lr)
     t0 = time.time()
-    registered = VARIANTS.get(model, (model, {}))[0]
+    registered = GRID[model][0] if model in GRID else VARIANTS.get(model, (model, {}))[0]
     r = run(model=registered, dataset=name, overrides=merge(common, per[model]), seed=seed, out=str(out), quiet=True)
     r["model"] = model
     print(f"{dataset}/{protocol} {model} seed {seed}: test ndcg@10 {r['test']['ndcg@10']:.4f} recall@20 "
@@ -209,7 +231,16 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--collect", default=None, metavar="RUNS,RUNS",
                     help="run nothing: tabulate every finished run under these run roots")
+    ap.add_argument("--grid", default=None, metavar="MAIN_RUNS,GRID_RUNS",
+                    help="run nothing: tabulate the sensitivity grid (first dataset and protocol, each of "
+                         "--seeds) into accuracy_demure_grid.{md,json}")
     a = ap.parse_args()
+    if a.grid:
+        main_runs, grid_runs = (Path(x) for x in a.grid.split(","))
+        d, p = a.datasets.split(",")[0], a.protocols.split(",")[0]
+        write_grid(grid_rows(main_runs, grid_runs, d, p, [int(x) for x in a.seeds.split(",")]), d, p,
+                   Path(a.results))
+        return
     if a.collect:
         for dataset in a.datasets.split(","):
             res = collect([Path(x) for x in a.collect.split(",")], dataset, a.protocols.split(","),
@@ -246,6 +277,69 @@ def collect(roots: list[Path], dataset: str, protocols: list[str], models: list[
                     r["model"] = model
                 res.setdefault(protocol, {})[model] = rs
     return res
+
+
+def grid_rows(main_runs: Path, grid_runs: Path, dataset: str, protocol: str, seeds: list[int]) -> list[dict]:
+    """Rows of the sensitivity table, per seed: the committed runs of SASRec, the Base Model and
+    Demure (λ1 = 0.5, λ2 = 0.1, betas (0.9, 0.999)) and every finished `GRID` run."""
+    import yaml
+    rows = []
+    named = [(m, main_runs) for m in MODELS] + [(m, grid_runs) for m in GRID]
+    for seed, (model, root) in ((s, n) for s in seeds for n in named):
+        f = root / dataset / protocol / model / f"seed{seed}" / "result.json"
+        if not f.exists():
+            continue
+        r = json.loads(f.read_text())
+        cfg = yaml.safe_load((f.parent / "config.yaml").read_text())  # the run's own lr and betas
+        hist = [json.loads(x) for x in (f.parent / "epochs.jsonl").read_text().splitlines() if x.strip()]
+        registered, hp = cfg["model"], cfg.get("model_params") or {}
+        is_demure = registered == "demure"
+        rows.append({"model": model, "registered": registered, "seed": seed,
+                     "lambda_aug": float(hp["lambda_aug"]) if is_demure else None,
+                     "lambda_cl": float(hp["lambda_cl"]) if is_demure else None,
+                     "betas": list(cfg["train"].get("betas") or [0.9, 0.999]), "lr": float(cfg["train"]["lr"]),
+                     "valid_ndcg@10": max(e["valid"]["ndcg@10"] for e in hist),
+                     "valid_recall@20": max(e["valid"]["recall@20"] for e in hist),
+                     "test": {m: r["test"][m] for m in ("ndcg@10", "recall@20", "ndcg@20", "recall@50")},
+                     "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+                     "train_s_per_epoch": r["train_s_per_epoch"], "run_dir": str(f.parent)})
+    return rows
+
+
+def write_grid(rows: list[dict], dataset: str, protocol: str, out: Path) -> None:
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"# Demure sensitivity on {dataset} ({protocol}): λ1, λ2, Adam's lr and beta2, epochs", "",
+             f"One run per point and seed (seeds here: {seeds}). Points with one run (the λ grid, beta2 alone) are "
+             "one seed only, so their differences below the seed spread of the 3-seed tables "
+             "(accuracy_demure_*.md) are noise; points with several seeds are summarised at the end. "
+             "Same protocol, epoch cap (20) and "
+             "patience (4) as the 3-seed table, except the `_60ep` rows (60 epochs, patience 10); "
+             "the epoch is selected on valid NDCG@10; the valid columns are the best over epochs. "
+             "λ1 weighs L_ssm^aug and λ2 L_cont (Eq. 15); "
+             "betas are Adam's (the paper: 0.9, 0.99; lr 3e-3 on MovieLens). Rows without a λ are not Demure.", "",
+             "| model | seed | λ1 | λ2 | lr | betas | valid NDCG@10 (best) | valid Recall@20 (best) | test NDCG@10 | test Recall@20 | test NDCG@20 | "
+             "test Recall@50 | best epoch / run |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["test"]
+        fmt = lambda x: "–" if x is None else f"{x:g}"
+        lines.append(f"| {r['model']} | {r['seed']} | {fmt(r['lambda_aug'])} | {fmt(r['lambda_cl'])} | {r['lr']:g} | "
+                     f"({r['betas'][0]:g}, {r['betas'][1]:g}) | {r['valid_ndcg@10']:.4f} | {r['valid_recall@20']:.4f} | "
+                     f"{t['ndcg@10']:.4f} | "
+                     f"{t['recall@20']:.4f} | {t['ndcg@20']:.4f} | {t['recall@50']:.4f} | "
+                     f"{r['best_epoch']} / {r['epochs_run']} |")
+    by: dict = {}
+    for r in rows:
+        by.setdefault(r["model"], []).append(r)
+    multi = {m: rs for m, rs in by.items() if len(rs) > 1}
+    if multi:
+        lines += ["", "Points run with more than one seed (test, mean ± std over the seeds listed):", "",
+                  "| model | seeds | test NDCG@10 | test Recall@20 | test Recall@50 |", "|---|---|---|---|---|"]
+        for m, rs in multi.items():
+            lines.append(f"| {m} | {sorted(r['seed'] for r in rs)} | {_ms([r['test']['ndcg@10'] for r in rs])} | "
+                         f"{_ms([r['test']['recall@20'] for r in rs])} | {_ms([r['test']['recall@50'] for r in rs])} |")
+    (out / "accuracy_demure_grid.json").write_text(json.dumps(
+        {"dataset": dataset, "protocol": protocol, "seeds": seeds, "rows": rows}, indent=1))
+    (out / "accuracy_demure_grid.md").write_text("\n".join(lines) + "\n")
 
 
 def write(dataset: str, res: dict, out: Path) -> None:
