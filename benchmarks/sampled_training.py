@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 ML100K = "/work/shared/data/mmrec_format/ml100k_mm"
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 
 from graphrec.train.distributed import ShardedSampler, World

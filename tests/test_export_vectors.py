@@ -4,7 +4,6 @@ order; bad tables and manifests are refused with a line naming the file; a train
 table becomes a modality another model reads, row for row."""
 import json
 
-import numpy as np
 import pytest
 import torch
 

@@ -21,7 +21,7 @@ import pmmrec_world as W  # noqa: E402
 
 from graphrec.models.pmmrec import PMMRec  # noqa: E402
 from graphrec.nn import pmm_objectives as obj  # noqa: E402
-from graphrec.nn.bert_layer import BertLayer, hf_bert_layer_state  # noqa: E402
+from graphrec.nn.bert_layer import hf_bert_layer_state  # noqa: E402
 from graphrec.nn.item_encoders import (CachedHiddenEncoder, FrozenFeatureEncoder, TinyTextEncoder,  # noqa: E402
                                        TinyVisionEncoder)
 from graphrec.nn.merge_attention import MergeAttentionFusion  # noqa: E402

@@ -9,7 +9,6 @@ import torch
 from graphrec.config import load_config
 from graphrec.errors import ConfigError, MissingExtraError
 from graphrec.experiment import prepare, sampler
-from graphrec.nn.sampled_propagation import sampled_lightgcn
 from graphrec.train import link_neighbor
 
 TINY = {"n_users": 120, "n_items": 80, "n_interactions": 2400, "seed": 5}

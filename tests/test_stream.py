@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from graphrec.data import readers, stream
+from graphrec.data import stream
 from graphrec.data.readers import read_table
 from graphrec.data.stream import stream_interactions
 from graphrec.errors import DataError
