@@ -18,18 +18,9 @@ import subprocess
 import sys
 import time
 
+from graphrec import environment
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rss_mb() -> float:
@@ -112,7 +103,7 @@ def main() -> int:
             measure("2 ranks, row_wise", 2, "row_wise", a, a.work),
             measure("2 ranks, table_wise", 2, "table_wise", a, a.work)]
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{cpu_model()}, {os.cpu_count()} cores shared with other jobs",
+            "machine": f"{environment.cpu_name()}, {os.cpu_count()} cores shared with other jobs",
             "threads_per_process": a.threads, "dataset": f"synthetic-clothing, scale {a.scale}, no item features",
             "model": f"mf, embedding_dim {a.dim}, Adam", "epochs": 1, "steps": a.steps,
             "python": platform.python_version()}
