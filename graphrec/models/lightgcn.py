@@ -1,7 +1,7 @@
 """LightGCN (He et al., SIGIR 2020) on the cached symmetric-normalised bipartite graph."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -75,12 +75,15 @@ class LightGCN(Recommender):
             self._deg = self.graph.adj.crow_indices().diff()
         return self._deg
 
-    def _sampled_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+    def _sampled_forward(self, batch: Dict[str, torch.Tensor],
+                         rows: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Reps:
+        """``rows``: reads layer-0 rows by table index (sharded tables, `graphrec.train.sharding`);
+        default: this table, with sparse gradients (the step touches these rows only)."""
         users, items = batch["sub_users"], batch["sub_items"]
         deg = self._degrees()
-        # sparse gradients: the step touches these rows only, not the whole table
-        x_u = F.embedding(users, self.embedding.weight, sparse=True)
-        x_i = F.embedding(self.n_users + items, self.embedding.weight, sparse=True)
+        ids = torch.cat([users, self.n_users + items])
+        x = rows(ids) if rows is not None else F.embedding(ids, self.embedding.weight, sparse=True)
+        x_u, x_i = torch.split(x, [users.numel(), items.numel()])
         out_u, out_i = sampled_lightgcn(x_u, x_i, deg.index_select(0, users), deg.index_select(0, self.n_users + items),
                                         batch["sub_ui"], batch["sub_iu"], self.prop.num_layers, self.prop.readout)
         ou, oi = torch.argsort(users), torch.argsort(items)  # rows_of reads sorted id lists

@@ -35,7 +35,6 @@ import torch.distributed as dist
 
 from graphrec.errors import ConfigError, RunDirError
 from graphrec.models.base import Recommender, Reps
-from graphrec.nn.sampled_propagation import sampled_lightgcn
 from graphrec.train import checkpoint
 from graphrec.train.sharded_table import MODES, Layout, ShardedTable
 from graphrec.train.trainer import Callback
@@ -82,15 +81,7 @@ class SampledLightGCNStep:
         if "sub_ui" not in batch:
             raise ConfigError("train.shard_tables: sharded LightGCN trains on sampled subgraphs only "
                               "(train.sampler=neighbor)")
-        users, items = batch["sub_users"], batch["sub_items"]
-        deg = m._degrees()
-        x = m.embedding.lookup(torch.cat([users, m.n_users + items]))
-        x_u, x_i = torch.split(x, [users.numel(), items.numel()])
-        out_u, out_i = sampled_lightgcn(x_u, x_i, deg.index_select(0, users), deg.index_select(0, m.n_users + items),
-                                        batch["sub_ui"], batch["sub_iu"], m.prop.num_layers, m.prop.readout)
-        ou, oi = torch.argsort(users), torch.argsort(items)  # rows_of reads sorted id lists
-        return Reps(user=out_u[ou], item=out_i[oi], user_ids=users[ou], item_ids=items[oi],
-                    extras={"user0": x_u[ou], "item0": x_i[oi]})
+        return m._sampled_forward(batch, rows=m.embedding.lookup)
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         return type(self.model).loss(self.model, batch, reps)
