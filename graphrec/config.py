@@ -202,6 +202,8 @@ RULES: dict[str, Rule] = {
     "data.holdout": Rule(float, gt=0, lt=1),
     "data.repeated_pairs": Rule(str, choices=_fixed("error", "warn")),
     "data.split_seed": Rule(int, ge=0),
+    "data.folds": Rule(int, ge=3),
+    "data.fold": Rule(int, ge=0),
     "data.item_holdout": Rule(float, gt=0, lt=0.5),
     "data.cache_dir": Rule(str, nullable=True, min_len=1),
     "data.knn_index": Rule(str, choices=_choices_of("graphrec.graphs.knn", "INDEXES")),

@@ -58,7 +58,7 @@ def split_for(dataset: Dataset, cfg: dict) -> Split:
     d = cfg["data"]
     auto = get_task(get_model(cfg["model"]).task).default_split
     return dataset_split(dataset, method=d["split"], seed=int(d["split_seed"]), ratios=tuple(d["ratios"]),
-                         holdout=float(d["holdout"]), auto=auto)
+                         holdout=float(d["holdout"]), auto=auto, folds=int(d["folds"]), fold=int(d["fold"]))
 
 
 def build_graphs(model_cls, hp: dict, split: Split, dataset: Dataset, cfg: dict) -> Dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from graphrec.data.interactions import IdMap, Interactions
+from graphrec.errors import ConfigError
 from graphrec.utils import atomic_write_json, content_hash, log
 
 
@@ -102,7 +103,8 @@ class Split:
 # (in their given order), the timestamps and the seed: numpy's `default_rng(seed)` is the only
 # source of randomness, so the same log and seed give the same split bit for bit.
 
-METHODS = ("random", "temporal", "loo", "global_time", "user", "predefined")
+METHODS = ("random", "temporal", "loo", "global_time", "user", "kfold", "predefined")
+DEFAULT_FOLDS = 5  # split=kfold: PAMD's protocol (per-user 3:1:1 over 5 folds)
 #: default fraction of a held-out user's chronological history that becomes next-item targets in
 #: the user-level split (the rest is the input history; `graphrec.eval.sequential`)
 DEFAULT_HOLDOUT = 0.2
@@ -174,6 +176,30 @@ def random_labels(inter: Interactions, ratios: tuple[float, float, float] = (0.8
     rows, rank, size = _user_groups(user, perm)
     labels = np.empty(user.size, dtype=np.int8)
     labels[rows] = _labels_from_rank(rank, size, ratios)
+    return labels
+
+
+def kfold_labels(inter: Interactions, folds: int = DEFAULT_FOLDS, fold: int = 0, seed: int = 999) -> np.ndarray:
+    r"""Per-user k-fold rotation (PAMD's protocol: 3:1:1 with 5 folds): shuffle all rows with
+    ``numpy.random.default_rng(seed).permutation``, group them by user, and give the row of rank r
+    in its user's shuffled group (of user u) the fold :math:`f = (r + o_u) \bmod k`, with a random
+    offset :math:`o_u` per user (so fold 0 does not always get a small user's extra rows). Fold
+    ``fold`` is test, fold ``fold + 1 (mod k)`` valid, the rest train. Over the k settings of
+    ``fold`` every row is in test exactly once and in valid exactly once; a user with at least k
+    rows has at least one valid and one test row in every fold, and each part's size is within 1
+    of n / k."""
+    if int(folds) < 3:
+        raise ConfigError(f"data.folds must be at least 3 (train, valid and test folds), got {folds!r}")
+    if not 0 <= int(fold) < int(folds):
+        raise ConfigError(f"data.fold must be in [0, {int(folds)}) with data.folds={int(folds)}, got {fold!r}")
+    k, fold = int(folds), int(fold)
+    user = inter.user.numpy()
+    rng = np.random.default_rng(seed)
+    rows, rank, _ = _user_groups(user, rng.permutation(user.size))
+    offset = rng.integers(0, k, size=int(user.max()) + 1 if user.size else 0)
+    f = (rank + offset[user[rows]]) % k
+    labels = np.empty(user.size, dtype=np.int8)
+    labels[rows] = np.where(f == fold, 2, np.where(f == (fold + 1) % k, 1, 0))
     return labels
 
 
@@ -271,11 +297,16 @@ def split_from_labels(inter: Interactions, labels: np.ndarray | torch.Tensor, me
 
 def make_split(inter: Interactions, method: str = "random", ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
                seed: int = 999, labels: Optional[np.ndarray | torch.Tensor] = None,
-               holdout: float = DEFAULT_HOLDOUT) -> Split:
+               holdout: float = DEFAULT_HOLDOUT, folds: int = DEFAULT_FOLDS, fold: int = 0) -> Split:
     """One entry point for every rule: ``random`` (per-user, MMRec), ``temporal`` (per-user),
     ``loo`` (leave-one-out), ``global_time`` (one cut in time over the whole log), ``user``
     (user-level, whole users to train/valid/test; ``holdout`` is recorded for the evaluator),
-    ``predefined`` (``labels``, e.g. MMRec's ``x_label``)."""
+    ``kfold`` (per-user rotation, fold ``fold`` of ``folds``; `kfold_labels`), ``predefined``
+    (``labels``, e.g. MMRec's ``x_label``)."""
+    if method == "kfold":
+        lab = kfold_labels(inter, folds, fold, seed)
+        return split_from_labels(inter, lab, method=method, seed=seed,
+                                 params={"folds": int(folds), "fold": int(fold)})
     if method == "user":
         if not 0.0 < float(holdout) < 1.0:
             raise ValueError(f"user-level split: holdout must be in (0, 1), got {holdout!r}")
@@ -309,7 +340,8 @@ def split_labels(split: Split) -> tuple[Interactions, np.ndarray]:
 
 def dataset_split(dataset, method: str = "auto", seed: int = 999,
                   ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                  holdout: float = DEFAULT_HOLDOUT, auto: str = "random") -> Split:
+                  holdout: float = DEFAULT_HOLDOUT, auto: str = "random", folds: int = DEFAULT_FOLDS,
+                  fold: int = 0) -> Split:
     """The split of a `graphrec.datasets.Dataset`: ``auto`` = its predefined split when the source
     fixes one (MMRec ``x_label``), otherwise the rule ``auto`` (the task's own: per-user random for
     pairwise models, leave-one-out for next-item models); any other method goes to `make_split` on
@@ -323,4 +355,5 @@ def dataset_split(dataset, method: str = "auto", seed: int = 999,
             raise ValueError(f"dataset {dataset.name!r} has no predefined split; use random, temporal, loo, "
                              f"global_time or user")
         return dataset.split
-    return make_split(dataset.interactions, method=method, ratios=ratios, seed=seed, holdout=holdout)
+    return make_split(dataset.interactions, method=method, ratios=ratios, seed=seed, holdout=holdout,
+                      folds=folds, fold=fold)
