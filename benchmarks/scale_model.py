@@ -23,6 +23,7 @@ import json
 import math
 import os
 import sys
+from typing import Callable
 
 import numpy as np
 
@@ -35,6 +36,7 @@ D, BYTES = 64, 4
 H200 = {"memory_gb": 141, "hbm_gbs": 4800, "nvlink_gbs": 450}  # NVLink: per direction per GPU
 NETWORK_GBS = 25.0  # 200 Gb/s between nodes, per node
 EFFICIENCY = 0.3  # share of peak bandwidth a gather/scatter-bound step reaches
+PROJECTED = 1e8  # interactions of the projection
 
 
 def _records(path: str) -> list[dict]:
@@ -46,45 +48,22 @@ def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return coef
 
 
-def _row(r: dict) -> tuple[float]:
-    # users, items and pairs grow together in these presets (R ~ 0.31 P): one size variable, P
-    return (float(r["n_train"]),)
+def fit(recs: list[dict], step_size: Callable[[dict], float], fit_max: float) -> dict:
+    """Memory (linear in the training pairs P) and per-step CPU seconds (linear in
+    ``step_size(record)``: P for exact steps, the subgraph's nodes for sampled ones), fitted on the
+    scales <= fit_max; the model's prediction beside each measured scale."""
+    def x(size: float) -> np.ndarray:
+        return np.array([1.0, float(size)])
 
-
-def fit_exact(recs: list[dict], fit_max: float) -> dict:
-    """Memory and per-step CPU seconds of exact LightGCN as linear in (R, P), fitted on scales
-    <= fit_max; predictions for every measured scale."""
     use = [r for r in recs if r["scale"] <= fit_max]
-    x = np.array([[1.0, *_row(r)] for r in use])
-    mem = _fit(x, np.array([r["peak_mem_mb"] for r in use]))
-    step = _fit(x, np.array([r["train_cpu_s_per_epoch"] / r["full_steps_per_epoch"] for r in use]))
-    rows = []
-    for r in sorted(recs, key=lambda r: r["scale"]):
-        v = np.array([1.0, *_row(r)])
-        rows.append({"scale": r["scale"], "fitted": r["scale"] <= fit_max,
-                     "mem_mb": r["peak_mem_mb"], "mem_model_mb": float(v @ mem),
-                     "epoch_cpu_s": r["train_cpu_s_per_epoch"],
-                     "epoch_model_s": float(v @ step) * r["full_steps_per_epoch"]})
-    return {"memory_coef": mem.tolist(), "step_coef": step.tolist(), "rows": rows}
-
-
-def fit_sampled(recs: list[dict], sizes: dict, fit_max: float) -> dict:
-    """Per-step CPU seconds of sampled LightGCN as linear in the subgraph's (V, E)."""
-    have = [r for r in recs if r["scale"] in sizes]
-    use = [r for r in have if r["scale"] <= fit_max]
-    x = np.array([[1.0, sizes[r["scale"]]["sub_nodes"]] for r in use])
-    step = _fit(x, np.array([r["train_cpu_s_per_epoch"] / r["full_steps_per_epoch"] for r in use]))
-    xm = np.array([[1.0, *_row(r)] for r in use])
-    mem = _fit(xm, np.array([r["peak_mem_mb"] for r in use]))
-    rows = []
-    for r in sorted(have, key=lambda r: r["scale"]):
-        s = sizes[r["scale"]]
-        rows.append({"scale": r["scale"], "fitted": r["scale"] <= fit_max, "sub_nodes": s["sub_nodes"],
-                     "sub_edges": s["sub_edges"], "mem_mb": r["peak_mem_mb"],
-                     "mem_model_mb": float(np.array([1.0, *_row(r)]) @ mem),
-                     "epoch_cpu_s": r["train_cpu_s_per_epoch"],
-                     "epoch_model_s": float(np.array([1.0, s["sub_nodes"]]) @ step)
-                     * r["full_steps_per_epoch"]})
+    mem = _fit(np.array([x(r["n_train"]) for r in use]), np.array([r["peak_mem_mb"] for r in use]))
+    step = _fit(np.array([x(step_size(r)) for r in use]),
+                np.array([r["train_cpu_s_per_epoch"] / r["full_steps_per_epoch"] for r in use]))
+    rows = [{"scale": r["scale"], "fitted": r["scale"] <= fit_max, "step_size": step_size(r),
+             "mem_mb": r["peak_mem_mb"], "mem_model_mb": float(x(r["n_train"]) @ mem),
+             "epoch_cpu_s": r["train_cpu_s_per_epoch"],
+             "epoch_model_s": float(x(step_size(r)) @ step) * r["full_steps_per_epoch"]}
+            for r in sorted(recs, key=lambda r: r["scale"])]
     return {"memory_coef": mem.tolist(), "step_coef": step.tolist(), "rows": rows}
 
 
@@ -145,12 +124,14 @@ def main() -> int:
         return 2
     fan, bs = sampled[0].get("num_neighbors"), sampled[0]["batch_size"]
     sizes = {s["scale"]: s for s in sub if s["batch_size"] == bs}
-    ex, sa = fit_exact(exact, a.fit_max), fit_sampled(sampled, sizes, a.fit_max)
+    sampled = [r for r in sampled if r["scale"] in sizes]
+    ex = fit(exact, lambda r: r["n_train"], a.fit_max)
+    sa = fit(sampled, lambda r: sizes[r["scale"]]["sub_nodes"], a.fit_max)
     # PyG's CPU sampler: seconds per sampled edge, measured (subgraph_sizes.py)
     timed = [s["sample_cpu_s"] / s["sub_edges"] for s in sub if "sample_cpu_s" in s]
     per_edge = float(np.median(timed)) if timed else float("nan")
-    proj = {n: projection(n, [10, 10], 2048, per_edge) for n in (1e8,)}
-    res = {"exact": ex, "sampled": sa, "projection": proj, "fit_max": a.fit_max, "sampler_s_per_edge": per_edge,
+    proj = projection(PROJECTED, [10, 10], 2048, per_edge)
+    res = {"exact": ex, "sampled": sa, "projection": proj, "projected_interactions": PROJECTED, "fit_max": a.fit_max, "sampler_s_per_edge": per_edge,
            "device_figures": {"H200": H200, "network_gbs": NETWORK_GBS, "efficiency": EFFICIENCY},
            "sampled_setting": {"batch_size": bs, "num_neighbors": fan}}
     with open(os.path.join(R, "scale_model.json"), "w") as f:
@@ -182,12 +163,11 @@ def write_md(res: dict, path: str) -> None:
           "(200 Gb/s) between nodes. The table alone is 5.7 GB; with Adam's two moments and the gradient 23 GB.", "",
           "| setting | steps/epoch | tables+Adam GB/rank | graph GB/rank (replicated) | MB sent/step/rank | "
           "inter-node MB/step/node | model s/step | model s/epoch |", "|---|---|---|---|---|---|---|---|"]
-    for r in res["projection"]["1e+08"] if "1e+08" in res["projection"] else next(iter(res["projection"].values())):
+    for r in res["projection"]:
         L.append(f"| {r['setting']} | {r['steps_per_epoch']:,} | {r['state_gb_per_rank']:.1f} | {r['graph_gb_per_rank']:.1f} | "
                  f"{r['network_mb_per_step_per_rank']:.0f} | {r['inter_node_mb_per_step_per_node']:.0f} | "
                  f"{r['step_s']:.3f} | {r['epoch_s']:.0f} |")
-    one_sharded = [r for r in (res["projection"].get("1e+08") or next(iter(res["projection"].values())))
-                   if "sharded" in r["setting"]][-1]
+    one_sharded = [r for r in res["projection"] if "sharded" in r["setting"]][-1]
     L += ["", "What each setting keeps where, and what crosses the network:", "",
           "- Replicated everywhere: the graph (CSR both directions, 1.9 GB) and the sampler's copy of it; "
           "dense layers. Item features are not read by LightGCN (lazy tables); FREEDOM's and SAND's 4096-d "
