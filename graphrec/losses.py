@@ -98,10 +98,11 @@ class _DiagonalCE(torch.autograd.Function):
         bound = qs.norm(dim=1) * k.norm(dim=1).max()
         by_norm = bool(bound.max() <= _NORM_SHIFT_MAX)
         if need_grad:
-            dq, dk = torch.empty_like(qs), torch.zeros_like(k)
+            # the key-side gradient accumulates transposed in the bf16 path (see there)
+            dq = torch.empty_like(qs)
+            dk = torch.zeros_like(k) if lowp is None else k.new_zeros(k.shape[1], k.shape[0])
         lse = torch.empty(n, dtype=q.dtype, device=q.device)
         if lowp is not None:
-            dkt = torch.zeros(k.shape[1], k.shape[0], dtype=q.dtype, device=q.device) if need_grad else None
             kl = k.to(lowp)
             ka = torch.cat([k, k.new_ones(k.shape[0], 1)], 1).to(lowp)
             if by_norm:
@@ -128,7 +129,7 @@ class _DiagonalCE(torch.autograd.Function):
                     inv_z = z.reciprocal_().unsqueeze(1)
                     dq[s:e] = torch.mm(ex, kl).to(q.dtype).mul_(inv_z)
                     # (Q^T E)^T rather than E^T Q: the block read in its stored order, ~10% faster
-                    dkt.add_(torch.mm((qs[s:e] * inv_z).to(lowp).T, ex))
+                    dk.add_(torch.mm((qs[s:e] * inv_z).to(lowp).T, ex))
         else:
             kt = k.T
             neg_shift = bound.neg().unsqueeze(1)
@@ -151,7 +152,7 @@ class _DiagonalCE(torch.autograd.Function):
                     dk.addmm_(ex.T, qs[s:e] * inv_z)
         if need_grad:
             if lowp is not None:
-                dk = dkt.T
+                dk = dk.T
             dq.sub_(k)  # the diagonal targets: P - I
             dk.sub_(qs)
             ctx.save_for_backward(dq, dk)
