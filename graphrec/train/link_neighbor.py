@@ -46,6 +46,8 @@ class LinkNeighborBatches:
                                     "pyg-lib or torch_sparse: pip install 'graphrec[ext]' (torch_sparse builds "
                                     "from source, about 17 minutes)")
         from torch_geometric.data import HeteroData
+        from torch_geometric.loader import LinkNeighborLoader
+        from torch_geometric.sampler import NegativeSampling
         if not num_neighbors or any(int(k) < 1 for k in num_neighbors):
             raise ValueError(f"train.num_neighbors must be positive counts per hop, got {list(num_neighbors)}")
         keys = torch.unique(train.user * train.n_items + train.item)
@@ -54,13 +56,14 @@ class LinkNeighborBatches:
         data["user"].num_nodes, data["item"].num_nodes = train.n_users, train.n_items
         data[UI].edge_index = torch.stack([user, item])
         data[IU].edge_index = torch.stack([item, user])
-        from torch_geometric.sampler import NeighborSampler
-        self.data, self.pairs = data, torch.stack([user, item])
-        # the sampler's CSC copy of the graph is built once, not once per epoch
-        self.neighbors = NeighborSampler(data, num_neighbors={UI: [int(k) for k in num_neighbors],
-                                                              IU: [int(k) for k in num_neighbors]})
+        fanout = {UI: [int(k) for k in num_neighbors], IU: [int(k) for k in num_neighbors]}
+        self.pairs = torch.stack([user, item])
+        # built once (its CSC copy of the graph too) and used for its sampling only: the epochs
+        # order the seed pairs themselves (`epoch_shares`)
+        self.loader = LinkNeighborLoader(data, num_neighbors=fanout, edge_label_index=(UI, self.pairs),
+                                         neg_sampling=NegativeSampling("triplet"), batch_size=int(batch_size),
+                                         filter_per_worker=True)
         self.batch_size = int(batch_size)
-        self.num_neighbors = [int(k) for k in num_neighbors]
         self.device = torch.device(device)
 
     def __len__(self) -> int:
@@ -75,17 +78,10 @@ class LinkNeighborBatches:
         """Rank ``rank``'s contiguous share of each global batch's seed pairs (of ``size`` ranks;
         every rank draws the same order), with the subgraph sampled around that share only, and
         the share's fraction of the global batch (data-parallel training's gradient weight)."""
-        from torch_geometric.loader import LinkNeighborLoader
-        from torch_geometric.sampler import NegativeSampling
-
         # the order comes from our generator; PyG draws negatives and neighbours from torch's global
         # generator (seeded by the run)
         order = torch.randperm(self.pairs.shape[1], generator=torch.Generator().manual_seed(
             int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))))
-        loader = LinkNeighborLoader(self.data, num_neighbors={UI: self.num_neighbors, IU: self.num_neighbors},
-                                    edge_label_index=(UI, self.pairs), neg_sampling=NegativeSampling("triplet"),
-                                    batch_size=self.batch_size, neighbor_sampler=self.neighbors,
-                                    filter_per_worker=True)
         to = self.device
         for s in range(0, order.numel(), self.batch_size):
             seeds = order[s:s + self.batch_size]
@@ -94,7 +90,7 @@ class LinkNeighborBatches:
             weight = (hi - lo) / seeds.numel()
             if hi <= lo:  # a final batch smaller than the world: one seed at weight 0 keeps ranks in step
                 lo, hi = 0, 1
-            b = loader.collate_fn(seeds[lo:hi])
+            b = self.loader.collate_fn(seeds[lo:hi])
             users, items = b["user"].n_id, b["item"].n_id
             yield weight, {
                 "user": users[b["user"].src_index].to(to), "pos": items[b["item"].dst_pos_index].to(to),
