@@ -117,8 +117,10 @@ def test_club_fitting_loss_bf16_matches_float64():
         assert 1e-5 < _rel(b.double(), p.grad) <= 2e-2  # bf16 did run, within the stated tolerance
 
 
-def test_club_learning_loss_uses_bf16_codes_only_under_a_policy():
+def test_club_learning_loss_uses_bf16_codes_only_under_a_policy(monkeypatch):
+    from graphrec.nn import mi
     from graphrec.nn.mi import CLUB
+    monkeypatch.setattr(mi, "_kernel", lambda: None)  # the torch path (the compiled one reads float32)
     club = CLUB(8, 8, 16)
     x, y = torch.randn(300, 8), torch.randn(300, 8)
     plain = club.learning_loss(x, y)

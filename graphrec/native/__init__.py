@@ -19,8 +19,9 @@ through ctypes. They are accelerators, never requirements:
   built or loaded there: the torch code runs, with a logged warning).
 
 Users: `graphrec.graphs.native_spmm` (CSR products, CSR transpose),
-`graphrec.eval.screened_topk` (the screen's post-GEMM selection) and
-`graphrec.nn.candidate_argmax` (MixGCF's hardest-candidate choice).
+`graphrec.eval.screened_topk` (the screen's post-GEMM selection),
+`graphrec.nn.candidate_argmax` (MixGCF's hardest-candidate choice) and `graphrec.nn.mi` (CLUB's
+fitting step).
 """
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ SIGNATURES: Dict[str, Dict[str, list]] = {
     },
     "candidate_argmax": {
         "graphrec_candidate_argmax": [_P, _I64, _P, _I64, _I64, _P, _I64, _P, _INT],
+    },
+    "club_fit": {
+        "graphrec_club_fit": [_P, _P, _I64, _I64, _I64, _I64] + [_P] * 10 + [_INT],
     },
     "screen_topk": {
         "graphrec_screen_select": ([_P] + [_I64] * 4 + [_P] * 3 + [_I64] + [_P] * 5 + [_I64] + [_P]
