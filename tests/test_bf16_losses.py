@@ -102,9 +102,9 @@ def test_club_fitting_loss_bf16_matches_float64():
         return loss.detach(), [p.grad for p in ps]
 
     ps = [t.detach().double().requires_grad_() for t in club._stacked()]
-    w1, b1, w2, b2 = ps
-    out = torch.relu(x.double() @ w1.T + b1) @ w2.T + b2
-    mu, s = out[:, :32], torch.tanh(out[:, 32:])
+    w1, b1, w2m, w2s, b2 = ps
+    h = torch.relu(x.double() @ w1.T + b1)
+    mu, s = h[:, :8] @ w2m.T + b2[:32], torch.tanh(h[:, 8:] @ w2s.T + b2[32:])
     ref = (0.5 * ((mu - y.double()) ** 2 * torch.exp(-s) + s).sum(1)).mean()
     ref.backward()
     f32, gf = ours(x, y)

@@ -15,10 +15,10 @@ needs_native = pytest.mark.skipif(mi._kernel() is None, reason="no compiled CLUB
 def _oracle(x, y, params):
     """Loss and gradients of CLUB's fitting loss in float64 by autograd of the plain expression."""
     ps = [p.detach().double().requires_grad_() for p in params]
-    w1, b1, w2, b2 = ps
-    out = torch.relu(x.double() @ w1.T + b1) @ w2.T + b2
-    dy = y.shape[1]
-    mu, s = out[:, :dy], torch.tanh(out[:, dy:])
+    w1, b1, w2m, w2s, b2 = ps
+    h = torch.relu(x.double() @ w1.T + b1)
+    dy, hm = y.shape[1], w2m.shape[1]
+    mu, s = h[:, :hm] @ w2m.T + b2[:dy], torch.tanh(h[:, hm:] @ w2s.T + b2[dy:])
     loss = (0.5 * ((mu - y.double()) ** 2 * torch.exp(-s) + s).sum(1)).mean()
     loss.backward()
     return loss.detach(), [p.grad for p in ps]
@@ -68,6 +68,23 @@ def test_compiled_step_matches_float64_and_torch(monkeypatch, n, dx, dy, hidden,
 
 
 @needs_native
+@pytest.mark.parametrize("hm", [0, 3, 13, 16])
+def test_compiled_step_uneven_branch_widths(hm):
+    """Hidden units split unevenly between the branches (remainders of the 4-way partial sums, an
+    empty branch): still the float64 oracle."""
+    x, y, (w1, b1, _, _, b2) = _case(300, 32, 16, 16, seed=hm)
+    g = torch.Generator().manual_seed(hm)
+    w2m, w2s = 0.3 * torch.randn(16, hm, generator=g), 0.3 * torch.randn(16, 16 - hm, generator=g)
+    params = [w1, b1, w2m, w2s, b2]
+    ref, ref_grads = _oracle(x, y, params)
+    got, grads = _ours(x, y, params)
+    assert abs(float(got) - float(ref)) <= 2e-6 * abs(float(ref))
+    for a, b in zip(grads, ref_grads):
+        if b.numel():
+            assert _rel(a, b) <= 2e-5
+
+
+@needs_native
 def test_compiled_step_extreme_log_variances_stay_finite():
     """Pre-activations far outside tanh's linear range (|r| up to 200) and large residuals: the
     polynomial exp's clamp keeps every value finite and within float32 rounding of the oracle."""
@@ -112,6 +129,6 @@ def test_under_mixed_precision_the_codes_stay_float32_for_the_compiled_step():
 @needs_native
 def test_rejects_layers_that_do_not_fit_the_codes():
     x, y, params = _case(64, 32, 32, 16, seed=2)
-    w1, b1, w2, b2 = params
+    w1, b1, w2m, w2s, b2 = params
     with pytest.raises(ValueError, match="do not fit"):
-        mi._compiled_fit(x, y, w1[:, :16], b1, w2, b2)
+        mi._compiled_fit(x, y, w1[:, :16], b1, w2m, w2s, b2)

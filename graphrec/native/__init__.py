@@ -53,7 +53,7 @@ SIGNATURES: Dict[str, Dict[str, list]] = {
         "graphrec_candidate_argmax": [_P, _I64, _P, _I64, _I64, _P, _I64, _P, _INT],
     },
     "club_fit": {
-        "graphrec_club_fit": [_P, _P, _I64, _I64, _I64, _I64] + [_P] * 10 + [_INT],
+        "graphrec_club_fit": [_P, _P] + [_I64] * 5 + [_P] * 10 + [_INT],
     },
     "screen_topk": {
         "graphrec_screen_select": ([_P] + [_I64] * 4 + [_P] * 3 + [_I64] + [_P] * 5 + [_I64] + [_P]

@@ -1,18 +1,21 @@
 /* graphrec: CLUB's fitting loss and its parameter gradients in one pass over the rows.
  *
- * For rows x_i [dx], y_i [dy] (i < n) and the estimator's two layers (first layer W1 [H, dx], b1;
- * second layer W2 [2dy, H], b2, whose first dy outputs are mu and last dy the pre-tanh log-variance):
- *     h = relu(W1 x + b1),  [mu | r] = W2 h + b2,  s = tanh(r),  d = mu - y,  w = exp(-s)
- *     loss = 1/(2n) sum_i sum_c (s + d^2 w)
+ * For rows x_i [dx], y_i [dy] (i < n) and the estimator's layers: a first layer W1 [H, dx], b1
+ * shared by two branches (hidden units [0, hm) feed the mean, [hm, H) the log-variance), then the
+ * branches' second layers Wm [dy, hm] and Ws [dy, H - hm] with biases b2 = [bm | bs]:
+ *     h = relu(W1 x + b1),  mu = Wm h[:hm] + bm,  r = Ws h[hm:] + bs,  s = tanh(r),
+ *     d = mu - y,  w = exp(-s),  loss = 1/(2n) sum_i sum_c (s + d^2 w)
  *     dL/dmu = d w / n,  dL/dr = (1 - d^2 w)(1 - s^2) / (2n)
- * and the gradients of W2, b2, W1, b1 by the chain rule (dh = W2^T [dL/dmu | dL/dr] masked by h > 0).
+ * and the gradients of Wm, Ws, b2, W1, b1 by the chain rule (dh = [Wm^T dL/dmu | Ws^T dL/dr],
+ * masked by h > 0).
  *
  * Why it exists: SAND's estimator takes 50 such steps per batch on every item's 32-d codes (46k
- * rows at Clothing scale). In torch each step is about twenty passes over 46k-row tensors (11 ms in
- * bf16, 14 ms in float32, 2 threads); here each row is read once and everything else stays in
+ * rows at Clothing scale). In torch each step is about twenty passes over 46k-row tensors (9.5 ms
+ * in bf16, 13 ms in float32, 2 threads); here each row is read once and everything else stays in
  * registers and L1. Every weight layout is chosen so that the inner loops run over contiguous
- * columns without horizontal sums: the caller passes W1 transposed [dx, H] and W2 in both
- * layouts. exp and tanh use a vectorisable polynomial (Cephes' expf: relative error below 2e-7)
+ * columns without horizontal sums: the caller passes W1 transposed [dx, H], the second layers
+ * transposed and stacked, W2t = [Wm^T; Ws^T] [H, dy], and as one block-diagonal [2dy, H] matrix
+ * (for dh). exp and tanh use a vectorisable polynomial (Cephes' expf: relative error below 2e-7)
  * instead of libm calls, which the compiler cannot vectorise without -ffast-math.
  *
  * Rows are split between threads in fixed contiguous ranges; each thread sums its rows in order
@@ -117,15 +120,29 @@ static inline __attribute__((always_inline)) void outer_acc(float *restrict acc,
 /* rows per tile of the weight-gradient accumulation */
 #define TILE 32
 
-/* Rows [r0, r1) into one thread's accumulators (aw1 [H*dx], ab1 [H], aw2t [H*D], ab2 [D]) with
- * scratch h [TILE*H], o [D], g [TILE*D], dh [TILE*H]; returns the sum of s + d^2 w over the rows.
- * dx, dy and H are multiples of 16: every inner loop is whole 16-lane vectors, and scalars enter
- * only as broadcasts. */
+/* init + sum over j in [j0, j1) of h[j] w[j*ld + k .. +16]: four partial sums, then the rest */
+static inline __attribute__((always_inline)) v16 dot_rows(const float *restrict h, const float *restrict w, int64_t ld,
+                                                          int64_t j0, int64_t j1, int64_t k, v16 init) {
+  v16 v0 = init, v1 = splat(0.0f), v2 = v1, v3 = v1;
+  int64_t j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    v0 += h[j] * load16(w + j * ld + k), v1 += h[j + 1] * load16(w + (j + 1) * ld + k);
+    v2 += h[j + 2] * load16(w + (j + 2) * ld + k), v3 += h[j + 3] * load16(w + (j + 3) * ld + k);
+  }
+  for (; j < j1; ++j) v0 += h[j] * load16(w + j * ld + k);
+  return (v0 + v1) + (v2 + v3);
+}
+
+/* Rows [r0, r1) into one thread's accumulators (aw1 [H*dx], ab1 [H], aw2t [H*dy], ab2 [2dy]) with
+ * scratch h [TILE*H], o [2dy], g [TILE*2dy], dh [TILE*H]; returns the sum of s + d^2 w over the
+ * rows. dx, dy and H are multiples of 16: every inner loop is whole 16-lane vectors, and scalars
+ * enter only as broadcasts. */
 static inline __attribute__((always_inline)) double fit_rows(
     const float *restrict x, const float *restrict y, int64_t r0, int64_t r1, int64_t dx, int64_t dy, int64_t H,
-    const float *restrict w1t, const float *restrict b1, const float *restrict w2, const float *restrict w2t,
-    const float *restrict b2, float *restrict aw1, float *restrict ab1, float *restrict aw2t, float *restrict ab2,
-    float *restrict ht, float *restrict o, float *restrict gt, float *restrict dht, float inv_n) {
+    int64_t hm, const float *restrict w1t, const float *restrict b1, const float *restrict w2bd,
+    const float *restrict w2t, const float *restrict b2, float *restrict aw1, float *restrict ab1,
+    float *restrict aw2t, float *restrict ab2, float *restrict ht, float *restrict o, float *restrict gt,
+    float *restrict dht, float inv_n) {
   const int64_t D = 2 * dy;
   double sum = 0.0;
   for (int64_t i0 = r0; i0 < r1; i0 += TILE) {
@@ -133,50 +150,36 @@ static inline __attribute__((always_inline)) double fit_rows(
     for (int64_t r = 0; r < tn; ++r) {
       const float *restrict xi = x + (i0 + r) * dx, *restrict yi = y + (i0 + r) * dy;
       float *restrict h = ht + r * H, *restrict g = gt + r * D, *restrict dh = dht + r * H;
-      /* four partial sums per product: one FMA chain would wait on its own latency at every term */
       for (int64_t a = 0; a < H; a += 16) {  /* h = relu(W1 x + b1) */
-        v16 v0 = load16(b1 + a), v1 = splat(0.0f), v2 = v1, v3 = v1;
-        for (int64_t c = 0; c < dx; c += 4) {
-          v0 += xi[c] * load16(w1t + c * H + a), v1 += xi[c + 1] * load16(w1t + (c + 1) * H + a);
-          v2 += xi[c + 2] * load16(w1t + (c + 2) * H + a), v3 += xi[c + 3] * load16(w1t + (c + 3) * H + a);
-        }
-        const v16 v = (v0 + v1) + (v2 + v3);
+        const v16 v = dot_rows(xi, w1t, H, 0, dx, a, load16(b1 + a));
         store16(h + a, select16(v > 0.0f, v, splat(0.0f)));
       }
-      for (int64_t k = 0; k < D; k += 16) {  /* [mu | r] = W2 h + b2 */
-        v16 v0 = load16(b2 + k), v1 = splat(0.0f), v2 = v1, v3 = v1;
-        for (int64_t j = 0; j < H; j += 4) {
-          v0 += h[j] * load16(w2t + j * D + k), v1 += h[j + 1] * load16(w2t + (j + 1) * D + k);
-          v2 += h[j + 2] * load16(w2t + (j + 2) * D + k), v3 += h[j + 3] * load16(w2t + (j + 3) * D + k);
-        }
-        store16(o + k, (v0 + v1) + (v2 + v3));
+      for (int64_t k = 0; k < dy; k += 16) {  /* mu = Wm h[:hm] + bm, r = Ws h[hm:] + bs */
+        store16(o + k, dot_rows(h, w2t, dy, 0, hm, k, load16(b2 + k)));
+        store16(o + dy + k, dot_rows(h, w2t, dy, hm, H, k, load16(b2 + dy + k)));
       }
       sum += outputs(o, yi, g, dy, inv_n);
       for (int64_t k = 0; k < D; k += 16) store16(ab2 + k, load16(ab2 + k) + load16(g + k));
-      for (int64_t a = 0; a < H; a += 16) {  /* dh = (W2^T g) masked by h > 0 */
-        v16 v0 = splat(0.0f), v1 = v0, v2 = v0, v3 = v0;
-        for (int64_t k = 0; k < D; k += 4) {
-          v0 += g[k] * load16(w2 + k * H + a), v1 += g[k + 1] * load16(w2 + (k + 1) * H + a);
-          v2 += g[k + 2] * load16(w2 + (k + 2) * H + a), v3 += g[k + 3] * load16(w2 + (k + 3) * H + a);
-        }
-        const v16 v = select16(load16(h + a) > 0.0f, (v0 + v1) + (v2 + v3), splat(0.0f));
+      for (int64_t a = 0; a < H; a += 16) {  /* dh = (W2^T g) masked by h > 0, W2 block-diagonal */
+        const v16 v = select16(load16(h + a) > 0.0f, dot_rows(g, w2bd, H, 0, D, a, splat(0.0f)), splat(0.0f));
         store16(dh + a, v);
         store16(ab1 + a, load16(ab1 + a) + v);
       }
     }
-    outer_acc(aw2t, ht, H, gt, D, H, D, tn);               /* dW2^T += H^T G */
-    outer_acc(aw1, dht, H, x + i0 * dx, dx, H, dx, tn);    /* dW1 += DH^T X */
+    outer_acc(aw2t, ht, H, gt, D, hm, dy, tn);                        /* dWm^T += H[:, :hm]^T G_mu */
+    outer_acc(aw2t + hm * dy, ht + hm, H, gt + dy, D, H - hm, dy, tn); /* dWs^T += H[:, hm:]^T G_r */
+    outer_acc(aw1, dht, H, x + i0 * dx, dx, H, dx, tn);               /* dW1 += DH^T X */
   }
   return sum;
 }
 
-int graphrec_club_fit(const float *x, const float *y, int64_t n, int64_t dx, int64_t dy, int64_t H,
-                      const float *w1t, const float *b1, const float *w2, const float *w2t, const float *b2,
+int graphrec_club_fit(const float *x, const float *y, int64_t n, int64_t dx, int64_t dy, int64_t H, int64_t hm,
+                      const float *w1t, const float *b1, const float *w2bd, const float *w2t, const float *b2,
                       float *g_w1, float *g_b1, float *g_w2t, float *g_b2, double *loss, int threads) {
-  if (n < 1 || dx % 16 || dy % 16 || H % 16 || dx < 16 || dy < 16 || H < 16) return 2;
+  if (n < 1 || dx % 16 || dy % 16 || H % 16 || dx < 16 || dy < 16 || H < 16 || hm < 0 || hm > H) return 2;
   const int64_t D = 2 * dy;
-  /* per thread: accumulators g_w1 [H*dx], g_b1 [H], g_w2t [H*D], g_b2 [D]; scratch of a tile h, o, g, dh */
-  const int64_t acc = H * dx + H + H * D + D, per = acc + TILE * H + D + TILE * D + TILE * H;
+  /* per thread: accumulators g_w1 [H*dx], g_b1 [H], g_w2t [H*dy], g_b2 [D]; scratch of a tile h, o, g, dh */
+  const int64_t acc = H * dx + H + H * dy + D, per = acc + TILE * H + D + TILE * D + TILE * H;
   if (threads < 1) threads = 1;
   float *work = calloc((size_t)(threads * per), sizeof(float));
   double *part = calloc((size_t)threads, sizeof(double));
@@ -186,25 +189,27 @@ int graphrec_club_fit(const float *x, const float *y, int64_t n, int64_t dx, int
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     float *a = work + t * per;
-    float *aw1 = a, *ab1 = aw1 + H * dx, *aw2t = ab1 + H, *ab2 = aw2t + H * D;
+    float *aw1 = a, *ab1 = aw1 + H * dx, *aw2t = ab1 + H, *ab2 = aw2t + H * dy;
     float *h = ab2 + D, *o = h + TILE * H, *g = o + D, *dh = g + TILE * D;
     const int64_t r0 = n * t / nt, r1 = n * (t + 1) / nt;
-    if (dx == 32 && dy == 32 && H == 16)  /* SAND's shape, with constant sizes: 1.6x faster */
-      part[t] = fit_rows(x, y, r0, r1, 32, 32, 16, w1t, b1, w2, w2t, b2, aw1, ab1, aw2t, ab2, h, o, g, dh, inv_n);
+    if (dx == 32 && dy == 32 && H == 16 && hm == 8)  /* SAND's shape, with constant sizes */
+      part[t] = fit_rows(x, y, r0, r1, 32, 32, 16, 8, w1t, b1, w2bd, w2t, b2, aw1, ab1, aw2t, ab2, h, o, g, dh,
+                         inv_n);
     else
-      part[t] = fit_rows(x, y, r0, r1, dx, dy, H, w1t, b1, w2, w2t, b2, aw1, ab1, aw2t, ab2, h, o, g, dh, inv_n);
+      part[t] = fit_rows(x, y, r0, r1, dx, dy, H, hm, w1t, b1, w2bd, w2t, b2, aw1, ab1, aw2t, ab2, h, o, g, dh,
+                         inv_n);
   }
   double total = 0.0;
   memset(g_w1, 0, H * dx * sizeof(float));
   memset(g_b1, 0, H * sizeof(float));
-  memset(g_w2t, 0, H * D * sizeof(float));
+  memset(g_w2t, 0, H * dy * sizeof(float));
   memset(g_b2, 0, D * sizeof(float));
   for (int t = 0; t < threads; ++t) {
     const float *a = work + t * per;
-    const float *aw1 = a, *ab1 = aw1 + H * dx, *aw2t = ab1 + H, *ab2 = aw2t + H * D;
+    const float *aw1 = a, *ab1 = aw1 + H * dx, *aw2t = ab1 + H, *ab2 = aw2t + H * dy;
     for (int64_t j = 0; j < H * dx; ++j) g_w1[j] += aw1[j];
     for (int64_t j = 0; j < H; ++j) g_b1[j] += ab1[j];
-    for (int64_t j = 0; j < H * D; ++j) g_w2t[j] += aw2t[j];
+    for (int64_t j = 0; j < H * dy; ++j) g_w2t[j] += aw2t[j];
     for (int64_t j = 0; j < D; ++j) g_b2[j] += ab2[j];
     total += part[t];
   }

@@ -29,29 +29,31 @@ def _compiled(x: torch.Tensor, y: torch.Tensor, hidden: int) -> bool:
             and _kernel() is not None)
 
 
-def _compiled_fit(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                  b2: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(loss, dW1, db1, dW2, db2) of :class:`_FittedNLL` from the compiled kernel (float32)."""
+def _compiled_fit(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2m: torch.Tensor,
+                  w2s: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(loss, dW1, db1, dWm, dWs, db2) of :class:`_FittedNLL` from the compiled kernel (float32)."""
     n, dx = x.shape
-    dy, hidden = y.shape[1], w1.shape[0]
-    if w1.shape != (hidden, dx) or w2.shape != (2 * dy, hidden) or b1.shape != (hidden,) or b2.shape != (2 * dy,):
-        raise ValueError(f"CLUB fit: layer shapes {tuple(w1.shape)}, {tuple(w2.shape)} do not fit codes "
-                         f"[{n}, {dx}] -> [{n}, {dy}]")
+    dy, hidden, hm = y.shape[1], w1.shape[0], w2m.shape[1]
+    if (w1.shape != (hidden, dx) or w2m.shape != (dy, hm) or w2s.shape != (dy, hidden - hm)
+            or b1.shape != (hidden,) or b2.shape != (2 * dy,)):
+        raise ValueError(f"CLUB fit: layer shapes {tuple(w1.shape)}, {tuple(w2m.shape)}, {tuple(w2s.shape)} do not "
+                         f"fit codes [{n}, {dx}] -> [{n}, {dy}]")
     x, y = x.contiguous(), y.contiguous()
-    w1t, w2c = w1.T.float().contiguous(), w2.float().contiguous()
-    w2t, b1c, b2c = w2c.T.contiguous(), b1.float().contiguous(), b2.float().contiguous()
+    w1t, b1c, b2c = w1.T.float().contiguous(), b1.float().contiguous(), b2.float().contiguous()
+    w2t = torch.cat([w2m.T, w2s.T]).float().contiguous()  # [H, dy]: rows of the mean's units, then the variance's
+    w2bd = torch.block_diag(w2m, w2s).float().contiguous()  # [2dy, H], for dh
     g_w1, g_b1 = torch.empty(hidden, dx), torch.empty(hidden)
-    g_w2t, g_b2 = torch.empty(hidden, 2 * dy), torch.empty(2 * dy)
+    g_w2t, g_b2 = torch.empty(hidden, dy), torch.empty(2 * dy)
     loss = torch.empty(1, dtype=torch.float64)
     threads = 1 if n * dx < _ONE_THREAD_WORK else torch.get_num_threads()
-    rc = _kernel().graphrec_club_fit(x.data_ptr(), y.data_ptr(), n, dx, dy, hidden, w1t.data_ptr(), b1c.data_ptr(),
-                                     w2c.data_ptr(), w2t.data_ptr(), b2c.data_ptr(), g_w1.data_ptr(), g_b1.data_ptr(),
-                                     g_w2t.data_ptr(), g_b2.data_ptr(), loss.data_ptr(), threads)
+    rc = _kernel().graphrec_club_fit(x.data_ptr(), y.data_ptr(), n, dx, dy, hidden, hm, w1t.data_ptr(),
+                                     b1c.data_ptr(), w2bd.data_ptr(), w2t.data_ptr(), b2c.data_ptr(), g_w1.data_ptr(),
+                                     g_b1.data_ptr(), g_w2t.data_ptr(), g_b2.data_ptr(), loss.data_ptr(), threads)
     if rc == 1:
         raise MemoryError(f"CLUB fit: no memory for {threads} threads' gradient buffers")
     if rc:
         raise ValueError(f"CLUB fit: widths {dx}, {dy}, {hidden} are not positive multiples of 16")
-    return loss.float().squeeze(0), g_w1, g_b1, g_w2t.T.contiguous(), g_b2
+    return loss.float().squeeze(0), g_w1, g_b1, g_w2t[:hm].T.contiguous(), g_w2t[hm:].T.contiguous(), g_b2
 
 
 class _FittedNLL(torch.autograd.Function):
@@ -59,8 +61,11 @@ class _FittedNLL(torch.autograd.Function):
     data that carries no gradient, with the parameter gradients formed in the same pass:
 
     .. math::
-        h = \mathrm{ReLU}(x W_1^\top + b_1), \quad [\mu \,\|\, r] = h W_2^\top + b_2, \quad
-        s = \tanh r, \quad \delta = \mu - y, \quad w = e^{-s}
+        h = \mathrm{ReLU}(x W_1^\top + b_1), \quad \mu = h_{:m} W_\mu^\top + b_\mu, \quad
+        r = h_{m:} W_s^\top + b_s, \quad s = \tanh r, \quad \delta = \mu - y, \quad w = e^{-s}
+
+    (the two branches' first layers stacked in :math:`W_1`, their m and H - m hidden units each
+    feeding its own second layer)
 
     :math:`\partial/\partial\mu = \delta w / N`, :math:`\partial/\partial r = \frac{1}{2N}
     (1 - \delta^2 w)(1 - s^2)`, then the two linear layers' products. The estimator takes 50 such
@@ -82,20 +87,20 @@ class _FittedNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-                w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+                w2m: torch.Tensor, w2s: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
         if _compiled(x, y, w1.shape[0]) and w1.dtype == torch.float32:
-            loss, *grads = _compiled_fit(x, y, w1, b1, w2, b2)
+            loss, *grads = _compiled_fit(x, y, w1, b1, w2m, w2s, b2)
             ctx.save_for_backward(*grads)
             return loss
-        n, dy = x.shape[0], y.shape[1]
+        n, dy, hm = x.shape[0], y.shape[1], w2m.shape[1]
         out_dtype = w1.dtype
         if x.dtype != out_dtype:  # reduced precision: the parameters in x's dtype for the N-row passes
-            w1, b1, w2, b2 = (t.to(x.dtype) for t in (w1, b1, w2, b2))
+            w1, b1, w2m, w2s, b2 = (t.to(x.dtype) for t in (w1, b1, w2m, w2s, b2))
         acc = out_dtype  # accumulation dtype of the row sums
         h = torch.addmm(b1, x, w1.T).relu_()
-        # the two halves of the second layer apart, so that tanh and the rest run on contiguous rows
-        s = torch.addmm(b2[dy:], h, w2[dy:].T).tanh_()
-        d = torch.addmm(b2[:dy], h, w2[:dy].T).sub_(y)  # delta = mu - y
+        hmu, hs = h[:, :hm], h[:, hm:]
+        s = torch.addmm(b2[dy:], hs, w2s.T).tanh_()
+        d = torch.addmm(b2[:dy], hmu, w2m.T).sub_(y)  # delta = mu - y
         dw = s.neg().exp_().mul_(d)  # delta * w
         q = dw * d  # delta^2 w
         # 1/(2N) sum(s + delta^2 w). Row sums: `.to(acc).sum()` rather than `sum(dtype=acc)`, the
@@ -104,11 +109,11 @@ class _FittedNLL(torch.autograd.Function):
         loss = (s.to(acc).sum() + q.to(acc).sum()) * (0.5 / n)
         grad_s = q.neg_().add_(1.0).mul_(torch.mul(s, s).neg_().add_(1.0)).mul_(0.5 / n)
         grad_mu = dw.mul_(1.0 / n)
-        g_w2 = torch.cat([grad_mu.T @ h, grad_s.T @ h]).to(out_dtype)
+        g_w2m, g_w2s = (grad_mu.T @ hmu).to(out_dtype), (grad_s.T @ hs).to(out_dtype)
         g_b2 = torch.cat([grad_mu.sum(0), grad_s.sum(0)]).to(acc)
-        dh = torch.addmm(grad_mu @ w2[:dy], grad_s, w2[dy:]).mul_(h > 0)
+        dh = torch.cat([grad_mu @ w2m, grad_s @ w2s], 1).mul_(h > 0)
         g_w1, g_b1 = (dh.T @ x).to(out_dtype), dh.sum(0).to(acc)
-        ctx.save_for_backward(g_w1, g_b1, g_w2, g_b2)
+        ctx.save_for_backward(g_w1, g_b1, g_w2m, g_w2s, g_b2)
         return loss
 
     @staticmethod
@@ -140,19 +145,20 @@ class CLUB(nn.Module):
             raise ValueError(f"CLUB estimator must be 'sample' or 'all', got {estimator!r}")
         self.estimator, self.half, self.clamp = estimator, half, clamp
 
-    def _stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _stacked(self) -> tuple[torch.Tensor, ...]:
+        """(W1, b1, W_mu, W_s, b2): both branches' first layers stacked (one product and one ReLU
+        for both), their second layers apart, their biases stacked."""
         m1, m2, v1, v2 = self.mu[0], self.mu[2], self.logvar[0], self.logvar[2]
-        return (torch.cat([m1.weight, v1.weight]), torch.cat([m1.bias, v1.bias]),
-                torch.block_diag(m2.weight, v2.weight), torch.cat([m2.bias, v2.bias]))
+        return (torch.cat([m1.weight, v1.weight]), torch.cat([m1.bias, v1.bias]), m2.weight, v2.weight,
+                torch.cat([m2.bias, v2.bias]))
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(μ(x), s(x)) with both branches in one pass: their first layers stacked, their second
-        layers block-diagonal, so the N-row work is two products, one ReLU and one tanh instead of
-        four, two and one (the estimator runs 50 times per batch on every item's codes)."""
-        w1, b1, w2, b2 = self._stacked()
-        out = F.linear(F.relu(F.linear(x, w1, b1)), w2, b2)
-        mu, s = out.split([self.mu[2].out_features, self.logvar[2].out_features], dim=-1)
-        return mu, torch.tanh(s)
+        """(μ(x), s(x)) with both branches' first layers in one product and one ReLU (the
+        estimator runs 50 times per batch on every item's codes)."""
+        w1, b1, w2m, w2s, b2 = self._stacked()
+        h = F.relu(F.linear(x, w1, b1))
+        hm, dy = w2m.shape[1], w2m.shape[0]
+        return F.linear(h[..., :hm], w2m, b2[:dy]), torch.tanh(F.linear(h[..., hm:], w2s, b2[dy:]))
 
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean over rows of log q_φ(y_i | x_i) (without the 2π constant)."""
