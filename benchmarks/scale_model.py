@@ -43,6 +43,10 @@ def _records(path: str) -> list[dict]:
     return json.load(open(path))["records"] if os.path.exists(path) else []
 
 
+def _sampled(record: dict) -> bool:
+    return "train.sampler=neighbor" in (record.get("sets") or [])
+
+
 def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     return coef
@@ -115,9 +119,11 @@ def main() -> int:
     ap.add_argument("--fit-max", type=float, default=1.0, help="fit on scales up to this one, check the rest")
     a = ap.parse_args()
     R = a.results
+    ten = [{**r, "scale": 10.0} for r in _records(os.path.join(R, "scale10_exact.json"))
+           + _records(os.path.join(R, "scale10_sampled.json"))]  # read from its MMRec-layout export: no scale field
     exact = _records(os.path.join(R, "scale_exact_growth.json")) + [
-        r for r in _records(os.path.join(R, "scale10_exact.json")) if r["model"] == "lightgcn"]
-    sampled = _records(os.path.join(R, "scale_sampled_growth.json")) + _records(os.path.join(R, "scale10_sampled.json"))
+        r for r in ten if r["model"] == "lightgcn" and not _sampled(r)]
+    sampled = _records(os.path.join(R, "scale_sampled_growth.json")) + [r for r in ten if _sampled(r)]
     sub = _records(os.path.join(R, "scale_sampled_subgraphs.json"))
     if not exact or not sampled or not sub:
         print("missing inputs: run benchmarks/scale_out.py and benchmarks/subgraph_sizes.py first", file=sys.stderr)
