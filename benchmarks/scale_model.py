@@ -151,7 +151,7 @@ def main() -> int:
 def write_md(res: dict, path: str) -> None:
     L = ["## Scaling model: fitted, checked, projected", "",
          f"Fitted on synthetic-clothing scales <= {res['fit_max']} and checked on the larger ones "
-         "(`python benchmarks/scale_model.py`; measurements: `benchmarks/scale_out.py`, 1 thread, CPU seconds "
+         "(`python benchmarks/scale_model.py`; measurements: `benchmarks/scale_out.py`, 1 thread (the exact scale-10 run 2 threads), CPU seconds "
          "per epoch, which a shared machine's load inflates less than wall seconds).", ""]
     for name, key in (("Exact LightGCN (dense Adam over the whole table, the batch's whole 2-hop neighbourhood)", "exact"),
                       ("Sampled LightGCN (subgraphs, lazy Adam on the rows read)", "sampled")):

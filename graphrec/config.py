@@ -207,6 +207,7 @@ RULES: dict[str, Rule] = {
     "data.item_holdout": Rule(float, gt=0, lt=0.5),
     "data.cache_dir": Rule(str, nullable=True, min_len=1),
     "data.knn_index": Rule(str, choices=_choices_of("graphrec.graphs.knn", "INDEXES")),
+    "data.knn_nprobe": Rule(int, ge=1, nullable=True),
     "train.epochs": Rule(int, ge=0),
     "train.batch_size": Rule(int, ge=1),
     "train.optimizer": Rule(str, choices=_choices_of("graphrec.train.trainer", "_OPTIMISERS")),

@@ -67,9 +67,11 @@ def build_graphs(model_cls, hp: dict, split: Split, dataset: Dataset, cfg: dict)
         return {}
     from graphrec.graphs import GraphCache, build
     cache = GraphCache(cfg["data"].get("cache_dir"))
-    index = cfg["data"].get("knn_index", "auto")
-    # the kNN index is the run's choice (data.knn_index), unless the model fixes it in its spec
-    specs = {name: ({"index": index, **spec} if spec.get("kind") in ("knn", "knn_mix") else spec)
+    run = {"index": cfg["data"].get("knn_index", "auto")}
+    if cfg["data"].get("knn_nprobe") is not None:
+        run["nprobe"] = int(cfg["data"]["knn_nprobe"])
+    # the kNN index (data.knn_index, data.knn_nprobe) is the run's choice, unless the model fixes it in its spec
+    specs = {name: ({**run, **spec} if spec.get("kind") in ("knn", "knn_mix") else spec)
              for name, spec in specs.items()}
     return {name: build(spec, split.train, dataset.features, cache) for name, spec in specs.items()}
 

@@ -71,3 +71,17 @@ def test_data_knn_index_reaches_a_models_graphs(tmp_path):
     assert knn and graphs["hnsw"][knn[0]]["params"]["index"] == "hnsw"
     assert 0 < graphs["hnsw"][knn[0]]["recall"] <= 1 and "recall" not in graphs["exact"][knn[0]]
     assert graphs["hnsw"][knn[0]]["hash"] != graphs["exact"][knn[0]]["hash"]  # not one cache entry
+
+
+def test_data_knn_nprobe_reaches_the_ivf_search_and_the_cache_key(tmp_path):
+    from graphrec.config import load_config
+    from graphrec.experiment import prepare
+    ds = {"n_users": 150, "n_items": 400, "n_interactions": 4000, "seed": 4}
+    metas = {}
+    for nprobe in (1, 3):
+        cfg = load_config(model="freedom", dataset="synthetic", overrides={
+            "data": {"dataset_args": ds, "knn_index": "ivf", "knn_nprobe": nprobe, "cache_dir": str(tmp_path)}})
+        meta = prepare(cfg).graph_meta
+        metas[nprobe] = next(m for m in meta.values() if m["kind"] == "knn_mix")
+    assert metas[1]["params"]["nprobe"] == 1 and metas[3]["params"]["nprobe"] == 3
+    assert metas[1]["hash"] != metas[3]["hash"]  # each its own cache entry
