@@ -266,3 +266,19 @@ def test_accuracy_mmrec_parses_per_seed_results():
     s = mod.summary(recs)
     assert s["test_recall@20"] == pytest.approx((0.3436 + 0.33) / 2)
     assert s["test_recall@20_std"] == pytest.approx(np.std([0.3436, 0.33], ddof=1))
+
+
+def test_report_keeps_one_table_per_precision(tmp_path):
+    """A compare_mmrec.py run with float32 and bf16 rows of one model is reported as two tables, each
+    with its own speed-up against the one MMRec run (never a median across precisions)."""
+    import json
+    from graphrec.bench.report import _compare_section
+    mm = {"train_s": [1000.0, 1000.0], "eval_s": [5.0, 5.0], "rss_gb": [8.0, 8.0]}
+    rows = [{"dataset": "synthetic-clothing", "model": "sand-a", "precision": p, "mmrec": mm,
+             "graphrec": {"model": "sand-a", "dataset": "synthetic-clothing", "scale": 1.0, "train_s_per_epoch": t,
+                          "eval_s": 2.0, "peak_rss_mb": 2048.0, "precision": p}}
+            for p, t in (("float32", 200.0), ("bf16", 100.0))]
+    (tmp_path / "compare_mmrec_x.json").write_text(json.dumps({"label": "test", "rows": rows}))
+    text = _compare_section(str(tmp_path), [], str(tmp_path))
+    f32, bf16 = text.split("graphrec float32:")[1].split("graphrec bf16:")
+    assert "| 5.0x |" in f32 and "| 10.0x |" in bf16 and "7.5x" not in text

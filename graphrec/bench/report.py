@@ -55,13 +55,18 @@ def _compare_section(results: str, records: List[dict], here: str, with_files: b
             obj = json.load(fh)
         measured = {(r["dataset"], r["model"]): {k: tuple(v) for k, v in r["mmrec"].items()}
                     for r in obj.get("rows", []) if r.get("mmrec")}
-        ours = [r["graphrec"] for r in obj.get("rows", []) if r.get("graphrec")]
         cut = (f" Training epochs cut to {obj['max_steps']} batches on both sides: s/epoch = seconds per step x "
                "the full epoch's batches." if obj.get("max_steps") else "")
         parts.append(f"Measured side by side in one run ([{os.path.basename(f)}]({_rel(f, here)})), "
-                     f"{obj.get('label', '')}:{cut}\n\n" +
-                     tables.mmrec_table(ours, measured, source=obj.get("source", "compare_mmrec.py"),
-                                        device=obj.get("mmrec_device", "")))
+                     f"{obj.get('label', '')}:{cut}\n")
+        # one table per graphrec precision: a row per precision and model, never merged across precisions
+        precisions = list(dict.fromkeys(r.get("precision", "float32") for r in obj.get("rows", [])))
+        for prec in precisions:
+            ours = [r["graphrec"] for r in obj.get("rows", []) if r.get("graphrec")
+                    and r.get("precision", "float32") == prec]
+            title = f"graphrec {prec}:\n\n" if len(precisions) > 1 else ""
+            parts.append(title + tables.mmrec_table(ours, measured, source=obj.get("source", "compare_mmrec.py"),
+                                                    device=obj.get("mmrec_device", "")))
     ref_table = tables.mmrec_table(records) if records else "_"
     if not ref_table.startswith("_"):
         parts.append("Against the MMRec figures recorded by a peer session on the same machine kind "
