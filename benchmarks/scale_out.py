@@ -59,7 +59,7 @@ high-water mark over loading, graph building, training and evaluation on 20,000 
 FREEDOM with FAISS IVF kNN graphs at their default probe count (1,919 cells, 239 probed) was stopped after 33
 minutes still inside the search over the 4096-d image rows: each query scans about 29,000 rows of 16 KB, so
 the search is memory-bound (about 100 TB of row reads in all: well over an hour here). It was run again
-with HNSW.
+with HNSW, and with IVF searching 16 cells per query (`data.knn_nprobe=16`).
 """
 
 
@@ -80,7 +80,9 @@ def summary(results: str) -> str:
         sets = next((r["sets"] for r in recs if r.get("sets")), [])  # a failed record keeps none: its run's
         for r in ({"sets": sets, **r} for r in recs):
             training = "sampled" if _set(r, "train.sampler") == "neighbor" else "exact"
-            head = f"| {r['model']} | {training} | {_set(r, 'data.knn_index') if r['model'] != 'lightgcn' else '-'} |"
+            index = _set(r, "data.knn_index") + (f", {_set(r, 'data.knn_nprobe')} probed"
+                                                 if _set(r, "data.knn_nprobe", "") else "")
+            head = f"| {r['model']} | {training} | {index if r['model'] != 'lightgcn' else '-'} |"
             if r.get("error"):
                 rows.append(f"{head} failed: {r['error'].strip()[:120]} |" + " |" * 8)
                 continue
