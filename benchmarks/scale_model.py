@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from scale_out import sampled as is_sampled  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: what 10^8 interactions look like with Clothing's shape (users, items and training pairs per interaction)
@@ -41,10 +43,6 @@ PROJECTED = 1e8  # interactions of the projection
 
 def _records(path: str) -> list[dict]:
     return json.load(open(path))["records"] if os.path.exists(path) else []
-
-
-def _sampled(record: dict) -> bool:
-    return "train.sampler=neighbor" in (record.get("sets") or [])
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -122,8 +120,8 @@ def main() -> int:
     ten = [{**r, "scale": 10.0} for r in _records(os.path.join(R, "scale10_exact.json"))
            + _records(os.path.join(R, "scale10_sampled.json"))]  # read from its MMRec-layout export: no scale field
     exact = _records(os.path.join(R, "scale_exact_growth.json")) + [
-        r for r in ten if r["model"] == "lightgcn" and not _sampled(r)]
-    sampled = _records(os.path.join(R, "scale_sampled_growth.json")) + [r for r in ten if _sampled(r)]
+        r for r in ten if r["model"] == "lightgcn" and not is_sampled(r)]
+    sampled = _records(os.path.join(R, "scale_sampled_growth.json")) + [r for r in ten if is_sampled(r)]
     sub = _records(os.path.join(R, "scale_sampled_subgraphs.json"))
     if not exact or not sampled or not sub:
         print("missing inputs: run benchmarks/scale_out.py and benchmarks/subgraph_sizes.py first", file=sys.stderr)

@@ -72,29 +72,35 @@ def _set(record: dict, key: str, default: str = "-") -> str:
     return next((x.split("=", 1)[1] for x in record.get("sets") or [] if x.startswith(key + "=")), default)
 
 
+def sampled(record: dict) -> bool:
+    """Whether a bench record is a sampled-subgraph run (its ``--set`` items say so)."""
+    return _set(record, "train.sampler") == "neighbor"
+
+
 def summary(results: str) -> str:
     """One row per 10x run (the records of every ``scale10_*.json``), failed runs included."""
-    rows = []
+    records = []
     for path in sorted(glob.glob(os.path.join(results, "scale10_*.json"))):
         recs = json.load(open(path))["records"]
         sets = next((r["sets"] for r in recs if r.get("sets")), [])  # a failed record keeps none: its run's
-        for r in ({"sets": sets, **r} for r in recs):
-            training = "sampled" if _set(r, "train.sampler") == "neighbor" else "exact"
-            index = _set(r, "data.knn_index") + (f", {_set(r, 'data.knn_nprobe')} probed"
-                                                 if _set(r, "data.knn_nprobe", "") else "")
-            head = f"| {r['model']} | {training} | {index if r['model'] != 'lightgcn' else '-'} |"
-            if r.get("error"):
-                rows.append(f"{head} failed: {r['error'].strip()[:120]} |" + " |" * 8)
-                continue
-            recall = "; ".join(f"{g}: {v['recall']:.3f}" for g, v in sorted((r.get("knn_recall") or {}).items())) or "-"
-            rows.append(f"{head} {r['threads']} | {r['train_s_per_step']:.3f} | {r['train_s_per_epoch']:.0f} | "
-                        f"{r['train_cpu_s_per_epoch']:.0f} | {r['full_steps_per_epoch']:,} | "
-                        f"{r['process_peak_rss_mb'] / 1024:.1f} | {r['graph_build_s']:.0f} | {recall} | "
-                        f"{r.get('label', '')} |")
+        records += [{"sets": sets, **r} for r in recs]
+    rows = []
+    for r in records:
+        index = _set(r, "data.knn_index") + (f", {_set(r, 'data.knn_nprobe')} probed"
+                                             if _set(r, "data.knn_nprobe", "") else "")
+        head = (f"| {r['model']} | {'sampled' if sampled(r) else 'exact'} | "
+                f"{index if r['model'] != 'lightgcn' else '-'} |")
+        if r.get("error"):
+            rows.append(f"{head} failed: {r['error'].strip()[:120]} |" + " |" * 8)
+            continue
+        recall = "; ".join(f"{g}: {v['recall']:.3f}" for g, v in sorted((r.get("knn_recall") or {}).items())) or "-"
+        rows.append(f"{head} {r['threads']} | {r['train_s_per_step']:.3f} | {r['train_s_per_epoch']:.0f} | "
+                    f"{r['train_cpu_s_per_epoch']:.0f} | {r['full_steps_per_epoch']:,} | "
+                    f"{r['process_peak_rss_mb'] / 1024:.1f} | {r['graph_build_s']:.0f} | {recall} | "
+                    f"{r.get('label', '')} |")
     growth = os.path.join(results, "scale_sampled_growth.json")
     four = {r["scale"]: r for r in json.load(open(growth))["records"]}.get(4.0) if os.path.exists(growth) else None
-    ten = [r for p in glob.glob(os.path.join(results, "scale10_*.json")) for r in json.load(open(p))["records"]
-           if not r.get("error") and "train.sampler=neighbor" in (r.get("sets") or [])]
+    ten = [r for r in records if not r.get("error") and sampled(r)]
     note = ""
     if four and ten:
         a, b = four["train_cpu_s_per_epoch"], ten[0]["train_cpu_s_per_epoch"]

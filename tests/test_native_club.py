@@ -99,7 +99,7 @@ def test_compiled_step_extreme_log_variances_stay_finite():
         assert _rel(a, b) <= 1e-4
 
 
-def test_shapes_dtypes_and_devices_it_cannot_take_fall_back_to_torch(monkeypatch):
+def test_shapes_and_dtypes_it_cannot_take_fall_back_to_torch(monkeypatch):
     calls = []
     real = mi._compiled_fit
     monkeypatch.setattr(mi, "_compiled_fit", lambda *a: calls.append(1) or real(*a))
