@@ -76,7 +76,7 @@ def csr_spmm(adj: torch.Tensor, x: torch.Tensor, add: Optional[torch.Tensor] = N
                          f"{tuple(out.shape)} {out.dtype} on {out.device}")
     if n == 0 or d == 0:
         return out
-    threads = 1 if col.numel() * d < _ONE_THREAD_WORK else torch.get_num_threads()
+    threads = native.threads_for(col.numel() * d, _ONE_THREAD_WORK)
     lib.graphrec_csr_spmm(crow.data_ptr(), col.data_ptr(), val.data_ptr(), x.data_ptr(),
                           None if add is None else add.data_ptr(), out.data_ptr(), n, d, threads)
     return out

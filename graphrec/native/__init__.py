@@ -290,6 +290,14 @@ def load(name: str, source: Optional[Path] = None) -> Optional[ctypes.CDLL]:
     return lib
 
 
+def threads_for(work: int, one_thread_below: int) -> int:
+    """Threads for a kernel call touching ``work`` entries: torch's count, or 1 below the caller's
+    measured threshold (there OpenMP's start-up costs more than the second thread saves). Read
+    at call time, so a kernel follows `torch.set_num_threads`."""
+    import torch  # late: the loader itself needs no torch
+    return 1 if work < one_thread_below else torch.get_num_threads()
+
+
 def why_not(name: str) -> str:
     """Why ``name`` is not in use ("" when it is; "not loaded yet" before the first `load`)."""
     return _why_not.get(name, "not loaded yet")

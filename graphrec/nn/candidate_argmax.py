@@ -59,7 +59,7 @@ class CandidateArgmax:
                 t, i = table.contiguous(), ids.to(torch.int64).contiguous()
                 qq = q.to(torch.float32).contiguous()
                 out = torch.empty(n_q * n_g, dtype=torch.int64)
-                threads = 1 if i.numel() * t.shape[1] < _ONE_THREAD_WORK else torch.get_num_threads()
+                threads = native.threads_for(i.numel() * t.shape[1], _ONE_THREAD_WORK)
                 lib.graphrec_candidate_argmax(t.data_ptr(), t.shape[1], i.data_ptr(), n_q * n_g, m,
                                               qq.data_ptr(), n_g, out.data_ptr(), threads)
                 return out.view(n_q, n_g)

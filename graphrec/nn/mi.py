@@ -45,7 +45,7 @@ def _compiled_fit(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, b1: torch.
     g_w1, g_b1 = torch.empty(hidden, dx), torch.empty(hidden)
     g_w2t, g_b2 = torch.empty(hidden, dy), torch.empty(2 * dy)
     loss = torch.empty(1, dtype=torch.float64)
-    threads = 1 if n * dx < _ONE_THREAD_WORK else torch.get_num_threads()
+    threads = native.threads_for(n * dx, _ONE_THREAD_WORK)
     rc = _kernel().graphrec_club_fit(x.data_ptr(), y.data_ptr(), n, dx, dy, hidden, hm, w1t.data_ptr(),
                                      b1c.data_ptr(), w2bd.data_ptr(), w2t.data_ptr(), b2c.data_ptr(), g_w1.data_ptr(),
                                      g_b1.data_ptr(), g_w2t.data_ptr(), g_b2.data_ptr(), loss.data_ptr(), threads)
