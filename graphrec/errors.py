@@ -52,3 +52,9 @@ class UnknownIdError(DataError, KeyError):
 
 class MissingExtraError(GraphrecError, ImportError):
     """An optional extra (``pip install graphrec[encode]``, ...) that the command needs is not installed."""
+
+
+def require_one_of(what: str, value: object, options) -> None:
+    """Raise a `ConfigError` naming ``what`` unless ``value`` is one of ``options``."""
+    if value not in options:
+        raise ConfigError(f"{what} must be one of {', '.join(map(str, options))}, got {value!r}")

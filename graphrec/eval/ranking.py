@@ -7,6 +7,7 @@ from typing import Dict, Iterable, Optional
 import torch
 
 from graphrec.data.interactions import Interactions
+from graphrec.errors import require_one_of
 from graphrec.eval.metrics import METRICS, metrics_from_hits
 from graphrec.eval.screened_topk import ScreenedTopK, bf16_matmul_is_fast
 
@@ -42,8 +43,7 @@ class RankingEvaluator:
     def __init__(self, target: Interactions, mask: Iterable[Interactions], ks: Iterable[int] = (10, 20),
                  metrics: Iterable[str] = METRICS, device: torch.device | str = "cpu",
                  user_chunk: int = 256, train: Optional[Interactions] = None, screen: str = "auto"):
-        if screen not in SCREENS:
-            raise ValueError(f"eval screen must be one of {SCREENS}, got {screen!r}")
+        require_one_of("eval screen", screen, SCREENS)
         self.screen = screen
         self.ks = sorted(set(int(k) for k in ks))
         self.metrics = list(metrics)

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from graphrec import losses
+from graphrec.errors import require_one_of
 from graphrec.graphs.bipartite import unique_edges
 from graphrec.models import register_model
 from graphrec.models._modalities import feature_matrix
@@ -181,16 +182,12 @@ class MCPT(Recommender):
         super().__init__(ctx)
         self.user_mods = _ordered(user_modalities, USER_MODALITIES, "user_modalities")
         self.item_mods = _ordered(item_modalities, ITEM_MODALITIES, "item_modalities")
-        if graph_norm not in GRAPH_NORMS:
-            raise ValueError(f"graph_norm must be one of {sorted(GRAPH_NORMS)}, got {graph_norm!r}")
-        if cima_variant not in CIMA_VARIANTS:
-            raise ValueError(f"cima_variant must be one of {CIMA_VARIANTS}, got {cima_variant!r}")
+        require_one_of("graph_norm", graph_norm, GRAPH_NORMS)
+        require_one_of("cima_variant", cima_variant, CIMA_VARIANTS)
         if cima_on not in ("projected", "raw"):
             raise ValueError(f"cima_on must be 'projected' or 'raw', got {cima_on!r}")
-        if export not in EXPORTS:
-            raise ValueError(f"export must be one of {EXPORTS}, got {export!r}")
-        if export_scale not in EXPORT_SCALES:
-            raise ValueError(f"export_scale must be one of {EXPORT_SCALES}, got {export_scale!r}")
+        require_one_of("export", export, EXPORTS)
+        require_one_of("export_scale", export_scale, EXPORT_SCALES)
         if not 0.0 <= float(lam) <= 1.0:
             raise ValueError(f"lam (the CIMA weight λ of Eq. 16) must lie in [0, 1], got {lam}")
         d = int(embedding_dim)

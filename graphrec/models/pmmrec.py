@@ -60,6 +60,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
+from graphrec.errors import require_one_of
 from graphrec.models import register_model
 from graphrec.models.base import ModelContext, Recommender, Reps
 from graphrec.nn import pmm_objectives as obj
@@ -134,10 +135,8 @@ class PMMRec(Recommender):
                  logq_correction: bool = False, dedup_negatives: bool = True,
                  encoder_lr_scale: float = 1.0, encoder_weight_decay: float = 0.0, eval_chunk: int = 1024, **hp: Any):
         super().__init__(ctx)
-        if transfer not in TRANSFER_SETTINGS:
-            raise ValueError(f"pmmrec: model.transfer must be one of {', '.join(TRANSFER_SETTINGS)}, got {transfer!r}")
-        if stage not in STAGES:
-            raise ValueError(f"pmmrec: model.stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        require_one_of("pmmrec: model.transfer", transfer, TRANSFER_SETTINGS)
+        require_one_of("pmmrec: model.stage", stage, STAGES)
         args = {k: v for k, v in locals().items() if k not in ("self", "ctx", "hp", "__class__")}
         self.modalities = modalities_of(args)
         self.transfer, self.stage = transfer, stage
@@ -158,8 +157,7 @@ class PMMRec(Recommender):
         enc: Dict[str, Optional[ItemEncoder]] = {"text": None, "image": None}
         for m in self.modalities:
             backend = args[f"{m}_backend"]
-            if backend not in BACKENDS[m]:
-                raise ValueError(f"pmmrec: model.{m}_backend must be one of {', '.join(BACKENDS[m])}, got {backend!r}")
+            require_one_of(f"pmmrec: model.{m}_backend", backend, BACKENDS[m])
             name = args[f"{m}_feature"]
             if feats is None or name not in feats:
                 have = feats.modalities if feats is not None else []

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from graphrec.errors import require_one_of
 from graphrec.models import register_model
 from graphrec.models.base import ModelContext, Recommender, Reps
 from graphrec.nn import precision
@@ -50,8 +51,7 @@ class SASRec(Recommender):
                  inner_dim: int = 256, dropout: float = 0.5, attn_dropout: float = 0.5, max_len: int = 50,
                  loss: str = "ce", layer_norm_eps: float = 1e-12, init_std: float = 0.02, **hp):
         super().__init__(ctx)
-        if loss not in LOSSES:
-            raise ValueError(f"sasrec: model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        require_one_of("sasrec: model.loss", loss, LOSSES)
         if int(max_len) < 1:
             raise ValueError(f"sasrec: model.max_len must be >= 1, got {max_len}")
         self.pad = self.n_items

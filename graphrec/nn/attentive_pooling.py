@@ -28,6 +28,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
+from graphrec.errors import require_one_of
+
 POOL_AXES = ("row", "col")
 #: the score of a padding token (finite: see `AttentivePooling.forward`)
 NEG = -1e30
@@ -47,8 +49,7 @@ class AttentivePooling(nn.Module):
 
     def __init__(self, dim: int, scale: bool = False, pool_axis: str = "row"):
         super().__init__()
-        if pool_axis not in POOL_AXES:
-            raise ValueError(f"pool_axis must be one of {POOL_AXES}, got {pool_axis!r}")
+        require_one_of("pool_axis", pool_axis, POOL_AXES)
         self.f = nn.Linear(dim, dim, bias=False)
         self.g = nn.Linear(dim, dim, bias=False)
         self.h = nn.Linear(dim, dim, bias=False)

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from graphrec import losses
+from graphrec.errors import require_one_of
 from graphrec.nn.linear_chain import Consumer
 from graphrec.nn.mi import CLUB
 
@@ -104,10 +105,8 @@ class SANDHeads(nn.Module):
         if len(dims) < 2 and align != "none":
             raise ValueError(f"SAND alignment needs >= 2 modalities, got {list(dims)}; add the 'id' "
                              "modality or set align=none")
-        if align not in ALIGN_KINDS:
-            raise ValueError(f"align must be one of {ALIGN_KINDS}, got {align!r}")
-        if distance not in DISTANCE_KINDS:
-            raise ValueError(f"distance must be one of {DISTANCE_KINDS}, got {distance!r}")
+        require_one_of("align", align, ALIGN_KINDS)
+        require_one_of("distance", distance, DISTANCE_KINDS)
         if distance_reduce not in ("mean", "sum"):
             raise ValueError(f"distance_reduce must be 'mean' or 'sum', got {distance_reduce!r}")
         self.modalities = list(dims)

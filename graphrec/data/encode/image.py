@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from graphrec.data.encode.cache import FeatureCache, encode_with_cache, sha256_hex
 from graphrec.data.encode.offline import files_digest, require
 from graphrec.data.features import MISSING_POLICIES  # the ItemFeatures missing-item policy names
+from graphrec.errors import require_one_of
 from graphrec.utils import chunks, log, resolve_device
 
 IMAGE_MODEL = "efficientnet-lite0"
@@ -125,8 +126,7 @@ def encode_images(paths: Sequence[Optional[str | os.PathLike]], batch_size: int 
     Deterministic (eval mode, inference mode, cuDNN autotuning off); runs on the GPU when present.
     Rows are cached by (model weights hash, preprocessing version, SHA-256 of the file bytes).
     """
-    if missing not in MISSING_POLICIES:
-        raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    require_one_of("missing", missing, MISSING_POLICIES)
     if ids is not None and len(ids) != len(paths):
         raise ValueError(f"encode_images: {len(paths)} paths but {len(ids)} ids")
     n = len(paths)

@@ -16,6 +16,7 @@ import torch
 
 from graphrec.data.encode.cache import FeatureCache, encode_with_cache, sha256_hex
 from graphrec.data.encode.offline import files_digest, require
+from graphrec.errors import require_one_of
 from graphrec.utils import log, resolve_device
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
@@ -80,8 +81,7 @@ def encode_text(texts: Sequence[str], model: str | Path | None = None, batch_siz
     numbers) of empty/whitespace/None texts; ``empty='encode'`` embeds them as the empty string and
     logs their count.
     """
-    if empty not in EMPTY_POLICIES:
-        raise ValueError(f"empty must be one of {EMPTY_POLICIES}, got {empty!r}")
+    require_one_of("empty", empty, EMPTY_POLICIES)
     if ids is not None and len(ids) != len(texts):
         raise ValueError(f"encode_text: {len(texts)} texts but {len(ids)} ids")
     bad = [i for i, t in enumerate(texts) if _is_empty(t)]
