@@ -1,5 +1,6 @@
 """Sampled-subgraph training (``train.sampler: neighbor``): the sampled LightGCN layer is exact when
-every neighbour is sampled and unbiased when few are (against whole-graph propagation); PyG's
+every neighbour is sampled and unbiased when few are (against whole-graph propagation), and so is
+FREEDOM's sampled step with its kNN rows read through sparse lookups; PyG's
 LinkNeighborLoader batches train LightGCN to nearly the exact path's accuracy on planted data;
 configurations that cannot work are one-line errors. Tests that sample need pyg-lib or
 torch_sparse (the 'ext' extra) and skip without them."""
@@ -49,6 +50,60 @@ def test_every_neighbour_sampled_is_the_exact_propagation():
     reps = m._sampled_forward({"sub_users": users, "sub_items": items, "sub_ui": ui, "sub_iu": iu})
     exact = m.propagate()
     assert torch.allclose(reps.user, exact.user, atol=1e-6) and torch.allclose(reps.item, exact.item, atol=1e-6)
+
+
+def _freedom(**train):
+    cfg = load_config(model="freedom", dataset="synthetic", overrides={
+        "data": {"dataset_args": TINY}, "model_params": {"dropout": 0.0, "n_mm_layers": 2, "reg_weight": 1e-3},
+        "train": {"batch_size": 64, **train}})
+    return prepare(cfg)
+
+
+def test_item_graph_rows_read_through_a_lookup_equal_the_full_product():
+    from graphrec.nn.item_graph import ItemGraphPropagation
+    g = torch.Generator().manual_seed(0)
+    n, k = 50, 4
+    cols = torch.randint(0, n, (n, k), generator=g)
+    s = torch.sparse_coo_tensor(torch.stack([torch.arange(n).repeat_interleave(k), cols.flatten()]),
+                                torch.rand(n * k, generator=g), (n, n)).coalesce().to_sparse_csr()
+    x = torch.randn(n, 8, generator=g)
+    rows = torch.tensor([3, 7, 7, 41, 0])
+    for hops in (0, 1, 2, 3):
+        prop = ItemGraphPropagation(s, hops)
+        read_ids = []
+        got = prop.sampled_rows(lambda ids: read_ids.append(ids) or x[ids], rows)
+        assert torch.allclose(got, prop(x)[rows], atol=1e-5), hops
+        reached = torch.unique(torch.cat(read_ids))  # only the rows' hops-neighbourhood is read
+        frontier = rows
+        for _ in range(hops):
+            frontier = torch.unique(s.to_dense()[frontier].nonzero()[:, 1])
+        assert torch.equal(reached, torch.unique(frontier))
+
+
+def test_freedom_sampled_step_with_every_neighbour_is_the_exact_step():
+    """Same scores and the same gradients as FREEDOM's exact (unpruned) step, the gradients of the
+    ID tables sparse: the optimiser then touches only the rows the step read."""
+    p = _freedom()
+    m = p.model
+    ui, iu = _subgraph(p)
+    g = torch.Generator().manual_seed(1)
+    batch = {"user": torch.randint(0, m.n_users, (32,), generator=g),
+             "pos": torch.randint(0, m.n_items, (32,), generator=g),
+             "neg": torch.randint(0, m.n_items, (32,), generator=g)}
+    full = {**batch, "sub_users": torch.arange(m.n_users), "sub_items": torch.arange(m.n_items),
+            "sub_ui": ui, "sub_iu": iu}
+    m.train()
+    grads = []
+    for b in (batch, full):
+        m.zero_grad()
+        loss = sum(m.loss(b, m.train_forward(b)).values())
+        loss.backward()
+        grads.append({n: (q.grad.to_dense() if q.grad.is_sparse else q.grad).clone()
+                      for n, q in m.named_parameters() if q.grad is not None})
+    assert m.user_emb.grad.is_sparse and m.item_emb.grad.is_sparse
+    assert grads[0].keys() == grads[1].keys() and {"user_emb", "item_emb"} <= grads[0].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
 
 
 def test_few_neighbours_sampled_are_unbiased():
@@ -126,6 +181,23 @@ def test_a_sampled_step_updates_only_its_subgraphs_rows(tmp_path):
     read = torch.cat([batch["sub_users"], p.model.n_users + batch["sub_items"]])
     assert moved.numel() > 0 and torch.isin(moved, read).all()
     assert read.numel() < before.shape[0] / 2  # a real subset of the table
+
+
+@needs_sampler
+def test_a_sampled_freedom_step_updates_only_the_rows_it_read(tmp_path):
+    from graphrec.experiment import evaluators, trainer_for
+    p = _freedom(sampler="neighbor", num_neighbors=[2, 2], batch_size=8, progress=False)
+    m = p.model
+    m.mm.num_layers = 1
+    tr = trainer_for(p, evaluators(p)[0], str(tmp_path))
+    batch = next(iter(tr.sampler.epoch(torch.Generator().manual_seed(0))))
+    before = m.item_emb.detach().clone()
+    tr.step(batch)
+    moved = (m.item_emb.detach() != before).any(1).nonzero().flatten()
+    scored = torch.unique(torch.cat([batch["pos"], batch["neg"]]))
+    knn = m.mm.s.to_dense()[scored].nonzero()[:, 1]
+    read = torch.unique(torch.cat([batch["sub_items"], knn]))
+    assert moved.numel() > 0 and torch.isin(moved, read).all() and read.numel() < m.n_items
 
 
 @needs_sampler

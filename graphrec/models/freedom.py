@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from graphrec import losses
 from graphrec.models import register_model
@@ -14,6 +15,8 @@ from graphrec.nn import precision
 from graphrec.nn.batch_propagation import batch_readout
 from graphrec.nn.item_graph import ItemGraphPropagation
 from graphrec.nn.propagation import LightGCNPropagation
+from graphrec.nn.sampled_propagation import subgraph_readout
+from graphrec.utils import log
 
 
 @register_model("freedom")
@@ -38,7 +41,12 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
     at Clothing scale. With λ = 0 neither the projections nor the tables are allocated.
 
     Training steps compute the batch's rows only (``batch_local``, `graphrec.nn.batch_propagation`;
-    exact); evaluation propagates the whole graph once.
+    exact); evaluation propagates the whole graph once. With ``train.sampler: neighbor`` a step
+    propagates over a sampled user-item subgraph (`graphrec.nn.sampled_propagation`, an unbiased
+    estimate of the full graph's layers) and reads H for its scored items through their kNN rows
+    only, with sparse gradients throughout. Departure (logged): the degree-sensitive pruning is not
+    applied there; the sampled subgraph, at most ``num_neighbors`` neighbours per node and hop, is
+    the step's random edge subset instead.
     """
 
     name = "freedom"
@@ -67,6 +75,7 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
             from graphrec.graphs import DegreeSensitivePruner
             self.pruner = DegreeSensitivePruner(ctx.train, keep_ratio=1.0 - self.dropout, device=ctx.device)
         self._sampled = False
+        self._on_subgraphs = False
         self.proj = nn.ModuleDict()
         if self.reg_weight > 0:
             for m in self.modalities:
@@ -78,7 +87,7 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
                 self.proj[m] = nn.Linear(x.shape[1], int(feat_embed_dim))
 
     def pre_epoch(self, epoch: int, generator: torch.Generator) -> None:
-        if self.pruner is not None:
+        if self.pruner is not None and not self._on_subgraphs:
             self.train_graph = self.pruner.sample(generator)
             self._sampled = True
 
@@ -87,7 +96,12 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
             self.pre_epoch(0, torch.Generator(device="cpu").manual_seed(0))
         return self.train_graph if self.training else self.full_graph
 
+    def subgraph_hops(self) -> int:
+        return self.ui.num_layers
+
     def train_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+        if "sub_ui" in batch:  # train.sampler=neighbor: a sampled subgraph around the batch
+            return self._sampled_forward(batch)
         if not self.batch_local:
             return self.propagate()
         users = torch.unique(batch["user"])
@@ -96,6 +110,25 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
                             torch.cat([users, self.n_users + items]), self.ui.num_layers, "mean")
         user, item = torch.split(out, [users.numel(), items.numel()])
         return Reps(user=user, user_ids=users, item=item + self.mm.rows(self.item_emb, items), item_ids=items)
+
+    def _sampled_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
+        if not self._on_subgraphs:
+            self._on_subgraphs = True
+            self._deg = self.full_graph.adj.crow_indices().diff()
+            if self.pruner is not None:
+                log.info("freedom: training on sampled subgraphs, which replace the degree-sensitive pruning "
+                         "(dropout=%g is not applied)", self.dropout)
+        n_sub = batch["sub_users"].numel()
+
+        def read(ids: torch.Tensor) -> torch.Tensor:  # [subgraph users; n_users + subgraph items]
+            return torch.cat([F.embedding(ids[:n_sub], self.user_emb, sparse=True),
+                              F.embedding(ids[n_sub:] - self.n_users, self.item_emb, sparse=True)])
+
+        r = subgraph_readout(read, self._deg, batch, self.n_users, self.ui.num_layers, "mean")
+        scored = torch.unique(torch.cat([batch["pos"], batch["neg"]]))
+        h = self.mm.sampled_rows(lambda ids: F.embedding(ids, self.item_emb, sparse=True), scored)
+        item = r["out_item"].index_select(0, torch.searchsorted(r["items"], scored)) + h
+        return Reps(user=r["out_user"], user_ids=r["users"], item=item, item_ids=scored)
 
     def propagate(self) -> Reps:
         graph = self._graph()

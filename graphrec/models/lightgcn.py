@@ -12,7 +12,7 @@ from graphrec.models import register_model
 from graphrec.models.base import ModelContext, Recommender, Reps, rows_of
 from graphrec.nn.batch_propagation import batch_readout
 from graphrec.nn.propagation import LightGCNPropagation
-from graphrec.nn.sampled_propagation import sampled_lightgcn
+from graphrec.nn.sampled_propagation import subgraph_readout
 
 
 @register_model("lightgcn")
@@ -79,16 +79,10 @@ class LightGCN(Recommender):
                          rows: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Reps:
         """``rows``: reads layer-0 rows by table index (sharded tables, `graphrec.train.sharding`);
         default: this table, with sparse gradients (the step touches these rows only)."""
-        users, items = batch["sub_users"], batch["sub_items"]
-        deg = self._degrees()
-        ids = torch.cat([users, self.n_users + items])
-        x = rows(ids) if rows is not None else F.embedding(ids, self.embedding.weight, sparse=True)
-        x_u, x_i = torch.split(x, [users.numel(), items.numel()])
-        out_u, out_i = sampled_lightgcn(x_u, x_i, deg.index_select(0, users), deg.index_select(0, self.n_users + items),
-                                        batch["sub_ui"], batch["sub_iu"], self.prop.num_layers, self.prop.readout)
-        ou, oi = torch.argsort(users), torch.argsort(items)  # rows_of reads sorted id lists
-        return Reps(user=out_u[ou], item=out_i[oi], user_ids=users[ou], item_ids=items[oi],
-                    extras={"user0": x_u[ou], "item0": x_i[oi]})
+        read = rows or (lambda ids: F.embedding(ids, self.embedding.weight, sparse=True))
+        r = subgraph_readout(read, self._degrees(), batch, self.n_users, self.prop.num_layers, self.prop.readout)
+        return Reps(user=r["out_user"], item=r["out_item"], user_ids=r["users"], item_ids=r["items"],
+                    extras={"user0": r["x_user"], "item0": r["x_item"]})
 
     def loss(self, batch: Dict[str, torch.Tensor], reps: Reps) -> Dict[str, torch.Tensor]:
         u, p, n = (rows_of(reps, "user", batch["user"]), rows_of(reps, "item", batch["pos"]),

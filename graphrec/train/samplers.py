@@ -108,7 +108,7 @@ def sampler_for(model: Any, train: Interactions, cfg: Dict[str, Any], device: to
         hops = model.subgraph_hops()
         if hops is None:
             raise ConfigError(f"model {model.name!r} does not train on sampled subgraphs (train.sampler=neighbor); "
-                              f"LightGCN does")
+                              f"LightGCN and FREEDOM do")
         fanout = list(cfg.get("num_neighbors") or [DEFAULT_FANOUT] * hops)
         if len(fanout) != hops:
             raise ConfigError(f"train.num_neighbors={fanout} gives {len(fanout)} hop(s); model {model.name!r} "
