@@ -3,7 +3,8 @@ scales, checked against the scales it was not fitted on, and projected to 10^8 i
 8 GPUs and over 4 nodes (what is sharded, what is replicated, what crosses the network per step).
 
 Inputs (``--results``, written by `benchmarks/scale_out.py` and `benchmarks/subgraph_sizes.py`):
-``scale_exact_growth.json``, ``scale_sampled_growth.json``, ``scale_sampled_subgraphs.json`` and,
+``scale_exact_growth.json``, ``scale_sampled_growth_b512.json`` (the batch of the 10x sampled run),
+``scale_sampled_subgraphs.json`` and,
 once measured, ``scale10_exact.json`` and ``scale10_sampled.json``. Output: ``scale_model.md`` / ``.json`` and ``scale_model.png``.
 
 The model (R = users + items rows, P = training pairs, d = 64, float32, B = batch):
@@ -27,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from scale_out import sampled as is_sampled  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+from scale_out import TEN_BATCH, growth_path, sampled as is_sampled  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -121,7 +122,7 @@ def main() -> int:
            + _records(os.path.join(R, "scale10_sampled.json"))]  # read from its MMRec-layout export: no scale field
     exact = _records(os.path.join(R, "scale_exact_growth.json")) + [
         r for r in ten if r["model"] == "lightgcn" and not is_sampled(r)]
-    sampled = _records(os.path.join(R, "scale_sampled_growth.json")) + [r for r in ten if is_sampled(r)]
+    sampled = _records(growth_path(R, TEN_BATCH)) + [r for r in ten if is_sampled(r)]
     sub = _records(os.path.join(R, "scale_sampled_subgraphs.json"))
     if not exact or not sampled or not sub:
         print("missing inputs: run benchmarks/scale_out.py and benchmarks/subgraph_sizes.py first", file=sys.stderr)
@@ -132,7 +133,7 @@ def main() -> int:
     ex = fit(exact, lambda r: r["n_train"], a.fit_max)
     sa = fit(sampled, lambda r: sizes[r["scale"]]["sub_nodes"], a.fit_max)
     # PyG's CPU sampler: seconds per sampled edge, measured (subgraph_sizes.py)
-    timed = [s["sample_cpu_s"] / s["sub_edges"] for s in sub if "sample_cpu_s" in s]
+    timed = [s["sample_cpu_s"] / s["sub_edges"] for s in sizes.values() if "sample_cpu_s" in s]
     per_edge = float(np.median(timed)) if timed else float("nan")
     proj = projection(PROJECTED, [10, 10], 2048, per_edge)
     res = {"exact": ex, "sampled": sa, "projection": proj, "projected_interactions": PROJECTED, "fit_max": a.fit_max, "sampler_s_per_edge": per_edge,

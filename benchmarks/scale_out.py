@@ -1,7 +1,7 @@
 """synthetic-clothing at 10x (about 394k users, 230k items, 2.8M interactions, 4096-d image and 384-d
-text features): graphs built with FAISS IVF kNN, LightGCN (exact and sampled subgraphs) and FREEDOM
-trained on one CPU within 24 GB; and the growth of sampled training's epoch with the interactions
-(scales 0.25-4). Seconds per epoch are projected from ``--steps`` timed steps per epoch (s/step x the
+text features): graphs built with FAISS IVF and HNSW kNN, LightGCN and FREEDOM trained exactly and on
+sampled subgraphs on one CPU within 24 GB; and the growth of sampled training's epoch with the
+interactions (scales 0.25-4, at each of `GROWTH_BATCHES` pairs per step). Seconds per epoch are projected from ``--steps`` timed steps per epoch (s/step x the
 epoch's batches; steps cost the same all epoch long); peak memory is the worker's RSS high-water mark.
 
     python benchmarks/scale_out.py [--threads 2] [--steps 60] [--out benchmarks/results]
@@ -23,9 +23,21 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-#: sampled training's setting for the growth measurement: a subgraph that stays a small part of the
-#: graph at every scale measured (batch x fanout^2 well under the 62k nodes of scale 1)
-SAMPLED = ["--set", "train.sampler=neighbor", "--set", "train.num_neighbors=[5, 5]", "--set", "train.batch_size=512"]
+#: sampled training's batches (seed pairs) for the growth measurements, with [5, 5] neighbours: 64 keeps
+#: the subgraph a small part of the graph from scale 0.25 on (18% of its nodes there, 5% at scale 1);
+#: 512, the 10x runs' batch, covers 65% of them at scale 0.25 and 29% at 1, so its steps grow cheaper
+#: than linear would have them on the small graphs (`benchmarks/subgraph_sizes.py`)
+GROWTH_BATCHES = (64, 512)
+TEN_BATCH = 512
+
+
+def sampled_sets(batch: int) -> list[str]:
+    return ["--set", "train.sampler=neighbor", "--set", "train.num_neighbors=[5, 5]", "--set", f"train.batch_size={batch}"]
+
+
+def growth_path(results: str, batch: int) -> str:
+    """The growth runs of sampled training at ``batch`` pairs per step."""
+    return os.path.join(results, f"scale_sampled_growth_b{batch}.json")
 
 
 def scale10_data(root: str) -> str:
@@ -52,7 +64,8 @@ SUMMARY_HEAD = """## synthetic-clothing at 10x: 393,870 users, 230,330 items, 2,
 
 `python benchmarks/scale_out.py --only scale10` (`GRAPHREC_BENCH_EVAL_USERS=20000`): the set is generated once
 (31 minutes, 12 GB peak) and read back from its MMRec-layout export; sampled runs take [5, 5] neighbours around
-512 pairs per batch, exact ones batches of 2,048. AMD EPYC, 2 cores, 24 GB, torch 2.13.0+cpu, 2026-12-05.
+512 pairs per batch (FREEDOM's read its kNN graph for the scored items only and skip its degree-sensitive
+pruning), exact ones batches of 2,048. AMD EPYC, 2 cores, 24 GB, torch 2.13.0+cpu, 2026-12-05.
 (p): epochs cut to 60 timed batches; s/epoch = s/step x the full epoch's batches. Peak RSS: the worker's
 high-water mark over loading, graph building, training and evaluation on 20,000 sampled users.
 
@@ -98,13 +111,13 @@ def summary(results: str) -> str:
                     f"{r['train_cpu_s_per_epoch']:.0f} | {r['full_steps_per_epoch']:,} | "
                     f"{r['process_peak_rss_mb'] / 1024:.1f} | {r['graph_build_s']:.0f} | {recall} | "
                     f"{r.get('label', '')} |")
-    growth = os.path.join(results, "scale_sampled_growth.json")
+    growth = growth_path(results, TEN_BATCH)
     four = {r["scale"]: r for r in json.load(open(growth))["records"]}.get(4.0) if os.path.exists(growth) else None
-    ten = [r for r in records if not r.get("error") and sampled(r)]
+    ten = [r for r in records if not r.get("error") and sampled(r) and r["model"] == "lightgcn"]
     note = ""
     if four and ten:
         a, b = four["train_cpu_s_per_epoch"], ten[0]["train_cpu_s_per_epoch"]
-        note = (f"\n\nSampled training from scale 4 to 10 ({ten[0]['n_train'] / four['n_train']:.1f}x the training "
+        note = (f"\n\nSampled LightGCN from scale 4 to 10 ({ten[0]['n_train'] / four['n_train']:.1f}x the training "
                 f"pairs): {a:.0f} to {b:.0f} CPU s/epoch ({b / a:.2f}x), {1000 * a / four['full_steps_per_epoch']:.0f} "
                 f"to {1000 * b / ten[0]['full_steps_per_epoch']:.0f} CPU ms/step: past scale 4 the step's cost stops "
                 f"growing and the epoch grows with its steps (the scale-4 run shared the machine with other jobs, so "
@@ -133,13 +146,20 @@ def main() -> int:
         data = scale10_data(a.data)
         bench(["--models", "lightgcn,freedom", *ten], os.path.join(a.out, "scale10_exact.json"), lab, a.threads,
               a.timeout, data)
-        bench(["--models", "lightgcn", *ten, *SAMPLED], os.path.join(a.out, "scale10_sampled.json"), lab, a.threads,
-              a.timeout, data)
+        bench(["--models", "lightgcn", *ten, *sampled_sets(TEN_BATCH)], os.path.join(a.out, "scale10_sampled.json"),
+              lab, a.threads, a.timeout, data)
+        # FREEDOM's kNN graphs once IVF at its default probe count proved memory-bound here (scale10.md)
+        for name, index in (("hnsw", ["data.knn_index=hnsw"]), ("ivf", ["data.knn_index=ivf", "data.knn_nprobe=16"]),
+                            ("sampled", ["data.knn_index=hnsw"])):
+            sets = [x for kv in index for x in ("--set", kv)] + steps
+            bench(["--models", "freedom", *sets, *(sampled_sets(TEN_BATCH) if name == "sampled" else [])],
+                  os.path.join(a.out, f"scale10_freedom_{name}.json"), lab, a.threads, a.timeout, data)
         write_summary(a.out)
     if a.only == "scale10":
         return 0
-    bench(["--models", "lightgcn", "--scale", a.scales, *steps, *SAMPLED],
-          os.path.join(a.out, "scale_sampled_growth.json"), lab, a.threads, a.timeout)
+    for batch in GROWTH_BATCHES:
+        bench(["--models", "lightgcn", "--scale", a.scales, *steps, *sampled_sets(batch)], growth_path(a.out, batch),
+              lab, a.threads, a.timeout)
     bench(["--models", "lightgcn", "--scale", a.scales, *steps], os.path.join(a.out, "scale_exact_growth.json"), lab,
           a.threads, a.timeout)
     return 0
