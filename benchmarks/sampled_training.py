@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shutil
 import statistics
 import sys
 
@@ -19,20 +21,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLED = {"sampler": "neighbor", "num_neighbors": [10, 10]}
 
 
-def accuracy(dataset: str, seeds: list[int], epochs: int, runs: str, eval_every: int = 1) -> dict:
+def accuracy(dataset: str, seeds: list[int], epochs: int, runs: str, eval_every: int = 1,
+             model: str = "lightgcn") -> dict:
     from graphrec.experiment import read_result, run
     out: dict = {"exact": [], "sampled": []}
     for mode in out:
         for s in seeds:
-            d = os.path.join(runs, dataset.replace(":", "_").replace("/", "_"), mode, f"seed{s}")
+            d = os.path.join(runs, dataset.replace(":", "_").replace("/", "_"), *([] if model == "lightgcn" else [model]),
+                             mode, f"seed{s}")
             if os.path.exists(os.path.join(d, "result.json")):
                 out[mode].append(read_result(d))
                 continue
+            if os.path.isdir(d):  # an interrupted run: start it again
+                shutil.rmtree(d)
             train = {"progress": False, "patience": -1, "eval_every": eval_every,
                      **(SAMPLED if mode == "sampled" else {})}
-            out[mode].append(run(model="lightgcn", dataset=dataset, overrides={"threads": 1, "train": train},
+            out[mode].append(run(model=model, dataset=dataset, overrides={"threads": 1, "train": train},
                                  seed=s, epochs=epochs, out=d, quiet=True))
-            print(dataset, mode, s, out[mode][-1]["test"]["recall@20"], flush=True)
+            print(model, dataset, mode, s, out[mode][-1]["test"]["recall@20"], flush=True)
     return out
 
 
@@ -49,56 +55,140 @@ ACCURACY_NOTE = ("With lazy row updates, sampled training matches exact training
                  "the seeds' spread) and is ahead on synthetic-clothing after 10 epochs (+2.9%; neither converged: rows "
                  "a step does not read keep their Adam moments instead of decaying). Before the lazy updates, with Adam "
                  "stepping every row at every step, it cost 1.9% of ml100k_mm's Recall@20.")
-COST_SOURCE = ("`python benchmarks/scale_out.py` (its growth runs: `graphrec bench --models lightgcn --dataset "
-               "synthetic-clothing --scale 0.25,1,4 --threads 1 --set train.max_steps_per_epoch=40`, sampled with "
-               "`--set train.sampler=neighbor --set 'train.num_neighbors=[5, 5]' --set train.batch_size=512`, exact "
-               "with the default 2,048; `GRAPHREC_BENCH_EVAL_USERS=20000`). CPU seconds (the load inflates them less "
-               "than wall seconds): 40 timed steps per epoch x the epoch's batches. Subgraph sizes: "
-               "`benchmarks/subgraph_sizes.py` (median of 10 batches).")
-COST_NOTE = ("Exact epochs grow 13-16x per 4x the interactions (quadratic: 4x the steps, each over a 4x larger "
-             "neighbourhood and table). Sampled epochs grow 6.4x (0.25 to 1) and 5.8x (1 to 4): the target of at most "
-             "4.4x per 4x is not met. Why: a step's cost follows its subgraph, and at these sizes the subgraph still "
-             "grows (its 3 x 512 seeds with 5 + 25 neighbours each reach 65% of the nodes at scale 0.25, 29% at 1 and "
-             "9% at 4: 1.8x then 1.3x more nodes per batch), and the table's rows, gathered at random, fall out of the "
-             "32 MB cache as the table grows (a step at scale 4 costs 1.46x one at scale 1 for 1.3x the nodes). Once "
-             "the subgraph is a small part of the graph the step cost stops growing with it, and the epoch grows with "
-             "the steps alone (linear). Sampled epochs are slower than exact ones up to scale 4 on this CPU (PyG's "
-             "sampler alone is 16-22 ms of a 44-70 ms step); extrapolating both growth rates, they cross near scale "
-             "11. The cost runs use [5, 5] neighbours and 512 pairs per batch (a subgraph that becomes a small part of "
-             "the graph sooner than [10, 10] around 2,048 pairs); their accuracy was not measured.")
+COST_SOURCE = ("`python benchmarks/scale_out.py --only growth` (`graphrec bench --models lightgcn --dataset "
+               "synthetic-clothing --scale ... --threads 1`, each sampled batch size with `--set train.sampler=neighbor "
+               "--set 'train.num_neighbors=[5, 5]' --set train.batch_size=B`, exact with the default 2,048; "
+               "`GRAPHREC_BENCH_EVAL_USERS=20000`). CPU seconds: the timed steps of an epoch (each record's "
+               "`train.max_steps_per_epoch`) x the epoch's batches. Subgraph sizes: `benchmarks/subgraph_sizes.py` "
+               "(median of 10 batches; share = subgraph nodes / graph nodes).")
+
+
+def cost_note(results: str) -> str:
+    """What the cost table says, its figures read from the same records."""
+    from scale_out import GROWTH_BATCHES, growth_path
+    exact = _records(os.path.join(results, "scale_exact_growth.json"))
+    sub = {(r["batch_size"], r["scale"]): r
+           for r in json.load(open(os.path.join(results, "scale_sampled_subgraphs.json")))["records"]}
+    small, large = min(GROWTH_BATCHES), max(GROWTH_BATCHES)
+    rs, big = _records(growth_path(results, small)), _records(growth_path(results, large))
+
+    def ms(r):
+        return 1000 * r["train_cpu_s_per_epoch"] / r["full_steps_per_epoch"]
+
+    def share(g):
+        return g["sub_nodes"] / (g["n_users"] + g["n_items"])
+
+    def quarters(recs):  # growth over each 4x of the scales that have it
+        sc = sorted(recs)
+        return [(a, a * 4) for a in sc if a * 4 in recs]
+
+    xs = sorted(exact)
+    ex = [per4(exact[a], exact[b]) for a, b in zip(xs, xs[1:])]
+    lo, hi = min(rs), max(rs)
+    ends = [sub.get((small, x)) for x in (lo, hi)]
+    text = (f"Exact epochs grow {min(ex):.0f}-{max(ex):.0f}x per 4x the interactions (quadratic: 4x the steps, each over "
+            f"a 4x larger neighbourhood and table). Sampled at {small} pairs per step the epoch grows "
+            + ", ".join(f"{per4(rs[a], rs[b]):.2f}x from scale {a:g} to {b:g}" for a, b in quarters(rs))
+            + f"; the least-squares slope over all {len(rs)} scales is {slope(rs):.2f} (log-log), "
+            f"{4 ** slope(rs):.2f}x per 4x: linear within the target of 4.4x. A step costs "
+            f"{min(map(ms, rs.values())):.1f}-{max(map(ms, rs.values())):.1f} CPU ms at every scale")
+    if all(ends):
+        text += (f", its subgraph {ends[0]['sub_nodes']:,.0f} nodes at scale {lo:g} ({share(ends[0]):.0%} of the graph) "
+                 f"and {ends[1]['sub_nodes']:,.0f} at {hi:g} ({share(ends[1]):.0%})")
+    text += ". What growth is left comes from random reads into a table and a graph that outgrow the CPU's caches"
+    if all(ends) and all("sample_cpu_s" in g for g in ends):
+        text += (f": PyG's sampler alone takes {1000 * ends[0]['sample_cpu_s']:.1f} ms per batch at scale {lo:g} and "
+                 f"{1000 * ends[1]['sample_cpu_s']:.1f} ms at {hi:g} for about the same "
+                 f"{ends[1]['sub_edges']:,.0f} sampled edges")
+    text += (f". At {large} pairs per step (the 10x runs' batch) the epoch grows "
+             + ", ".join(f"{per4(big[a], big[b]):.1f}x from {a:g} to {b:g}" for a, b in quarters(big))
+             + ": its subgraph covers "
+             + ", ".join(f"{share(g):.0%}" for x in sorted(big) for g in [sub.get((large, x))] if g)
+             + f" of the nodes at scales {', '.join(f'{x:g}' for x in sorted(big))}, so its steps are cheap on the small "
+             "graphs and grow until the subgraph is a small part of the graph; from scale 4 to 10 it grows linearly "
+             "(`scale10.md`). ")
+    runs = "; ".join(f"{name}: {', '.join(dict.fromkeys(r.get('label') or 'unlabelled' for r in recs.values()))}"
+                     for name, recs in (("exact", exact), (f"{small} pairs", rs), (f"{large} pairs", big)))
+    return (text + crossing(results) + " The cost runs' [5, 5] neighbours were not measured for accuracy; the "
+            f"accuracy table above is [10, 10] around 2,048 pairs. Runs: {runs}.")
+
+
+def crossing(results: str) -> str:
+    """Sampled against exact CPU seconds per epoch at the largest growth scale and at 10x."""
+    from scale_out import GROWTH_BATCHES, growth_path, sampled
+    exact = _records(os.path.join(results, "scale_exact_growth.json"))
+    top = max(exact)
+    parts = [f"{b} pairs {_records(growth_path(results, b))[top]['train_cpu_s_per_epoch']:.0f}"
+             for b in GROWTH_BATCHES if top in _records(growth_path(results, b))]
+    out = (f"At scale {top:g} an epoch costs {exact[top]['train_cpu_s_per_epoch']:.0f} CPU s exact and "
+           f"{', '.join(parts)} sampled")
+    ten = [r for f in ("scale10_exact.json", "scale10_sampled.json") if os.path.exists(os.path.join(results, f))
+           for r in json.load(open(os.path.join(results, f)))["records"] if r["model"] == "lightgcn" and not r.get("error")]
+    ex10 = [r for r in ten if not sampled(r)]
+    sa10 = [r for r in ten if sampled(r)]
+    if ex10 and sa10:
+        out += (f"; at 10x, {ex10[0]['train_cpu_s_per_epoch']:.0f} exact and {sa10[0]['train_cpu_s_per_epoch']:.0f} "
+                f"sampled ({sa10[0]['batch_size']} pairs)")
+    return out + "."
 
 
 def accuracy_rows(acc: dict) -> list[str]:
-    return [f"| {name} | {mode} | {len(rs)} | {_ms([r['test']['recall@20'] for r in rs])} | "
+    """``acc``: {model: {dataset: {mode: [run records]}}}."""
+    return [f"| {model} | {name} | {mode} | {len(rs)} | {_ms([r['test']['recall@20'] for r in rs])} | "
             f"{_ms([r['test']['ndcg@20'] for r in rs])} |"
-            for name, res in acc.items() for mode in ("exact", "sampled") for rs in [res.get(mode)] if rs]
+            for model, by_data in acc.items() for name, res in by_data.items()
+            for mode in ("exact", "sampled") for rs in [res.get(mode)] if rs]
 
 
 def _records(path: str) -> dict:
     return {r["scale"]: r for r in json.load(open(path))["records"]}
 
 
-def cost_rows(results: str) -> list[str]:
-    """One row per scale from `benchmarks/scale_out.py`'s growth runs and the subgraph sizes of
-    `benchmarks/subgraph_sizes.py` for the same sampled batches."""
-    sampled = _records(os.path.join(results, "scale_sampled_growth.json"))
-    exact = _records(os.path.join(results, "scale_exact_growth.json"))
-    batch = next(iter(sampled.values()))["batch_size"]
-    sub = {r["scale"]: r for r in json.load(open(os.path.join(results, "scale_sampled_subgraphs.json")))["records"]
-           if r["batch_size"] == batch}
+def per4(a: dict, b: dict) -> float:
+    """Growth of the CPU seconds per epoch from record ``a`` to ``b``, per 4x the training pairs."""
+    f = b["train_cpu_s_per_epoch"] / a["train_cpu_s_per_epoch"]
+    return f ** (math.log(4) / math.log(b["n_train"] / a["n_train"]))
 
-    def cost(r, prev):  # CPU ms/step, CPU s/epoch, growth against the previous scale
-        s = r["train_cpu_s_per_epoch"]
-        return [f"{1000 * s / r['full_steps_per_epoch']:.0f}", f"{s:.1f}", f"{s / prev:.1f}x" if prev else "-"]
 
-    rows, prev = [], {}
-    for sc in sorted(sampled):
-        r, x = sampled[sc], exact.get(sc)
-        cells = [f"{sc:g}", f"{r['n_train']:,}", f"{r['n_users'] + r['n_items']:,}",
-                 f"{sub[sc]['sub_nodes']:,.0f} / {sub[sc]['sub_edges']:,.0f}", *cost(r, prev.get("s"))]
-        cells += cost(x, prev.get("x")) if x else ["-"] * 3
+def slope(recs: dict) -> float:
+    """Least-squares slope of log CPU s/epoch on log training pairs (1: linear growth)."""
+    xs = [math.log(r["n_train"]) for r in recs.values()]
+    ys = [math.log(r["train_cpu_s_per_epoch"]) for r in recs.values()]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def cost_table(results: str) -> list[str]:
+    """One row per scale from `benchmarks/scale_out.py`'s growth runs (exact, and sampled at each of
+    its batch sizes) and the subgraph sizes of `benchmarks/subgraph_sizes.py` for the same batches;
+    growth against the series' previous scale, as a factor per 4x the training pairs."""
+    from scale_out import GROWTH_BATCHES, growth_path
+    series = {"exact": _records(os.path.join(results, "scale_exact_growth.json"))}
+    series.update({b: _records(growth_path(results, b)) for b in GROWTH_BATCHES if os.path.exists(growth_path(results, b))})
+    sub = {(r["batch_size"], r["scale"]): r
+           for r in json.load(open(os.path.join(results, "scale_sampled_subgraphs.json")))["records"]}
+    head = "| scale | train pairs | graph nodes |"
+    for name in series:
+        head += (" exact: CPU ms/step | CPU s/epoch | growth per 4x |" if name == "exact" else
+                 f" {name} pairs: subgraph nodes (share) | CPU ms/step | CPU s/epoch | growth per 4x |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    scales = sorted({sc for recs in series.values() for sc in recs})
+    for sc in scales:
+        any_r = next(recs[sc] for recs in series.values() if sc in recs)
+        nodes = any_r["n_users"] + any_r["n_items"]
+        cells = [f"{sc:g}", f"{any_r['n_train']:,}", f"{nodes:,}"]
+        for name, recs in series.items():
+            if name != "exact":
+                g = sub.get((name, sc))
+                cells.append(f"{g['sub_nodes']:,.0f} ({g['sub_nodes'] / nodes:.0%})" if g else "-")
+            r = recs.get(sc)
+            prev = [x for x in sorted(recs) if x < sc]
+            if r is None:
+                cells += ["-"] * 3
+                continue
+            cells += [f"{1000 * r['train_cpu_s_per_epoch'] / r['full_steps_per_epoch']:.1f}",
+                      f"{r['train_cpu_s_per_epoch']:.1f}", f"{per4(recs[prev[-1]], r):.2f}x" if prev else "-"]
         rows.append("| " + " | ".join(cells) + " |")
-        prev = {"s": r["train_cpu_s_per_epoch"], "x": x["train_cpu_s_per_epoch"] if x else None}
     return rows
 
 
@@ -110,30 +200,35 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--runs", default=os.path.join(os.path.dirname(HERE), "runs", "sampled_training"))
     ap.add_argument("--datasets", default="ml100k_mm,synthetic-clothing")
+    ap.add_argument("--models", default="lightgcn,freedom")
     a = ap.parse_args()
     from graphrec.train.link_neighbor import available
     if not available():
         print("needs torch_sparse or pyg-lib (pip install 'graphrec[ext]')", file=sys.stderr)
         return 2
     seeds = [int(x) for x in a.seeds.split(",")]
-    acc = {}
-    for name, ds in (("ml100k_mm", f"mmrec:{ML100K}"), ("synthetic-clothing", "synthetic-clothing")):
-        if name in a.datasets.split(","):
-            clothing = name == "synthetic-clothing"
-            acc[name] = accuracy(ds, seeds, a.clothing_epochs if clothing else a.epochs, a.runs, 5 if clothing else 1)
-    with open(os.path.join(a.out, "sampled_training.json"), "w") as f:
-        json.dump({"accuracy": {name: {m: [{k: r[k] for k in ("seed", "test", "train_s_per_epoch")} for r in rs]
-                                       for m, rs in res.items()} for name, res in acc.items()}}, f, indent=1)
-    lines = ["## Sampled-subgraph training of LightGCN against exact training", "", HEADER, "",
+    path = os.path.join(a.out, "sampled_training.json")
+    acc: dict = json.load(open(path))["accuracy"] if os.path.exists(path) else {}  # rows of models not run again
+    if "ml100k_mm" in acc or "synthetic-clothing" in acc:  # the layout before FREEDOM's rows: LightGCN's only
+        acc = {"lightgcn": acc}
+    for model in a.models.split(","):
+        for name, ds in (("ml100k_mm", f"mmrec:{ML100K}"), ("synthetic-clothing", "synthetic-clothing")):
+            if name in a.datasets.split(","):
+                clothing = name == "synthetic-clothing"
+                acc.setdefault(model, {})[name] = accuracy(ds, seeds, a.clothing_epochs if clothing else a.epochs,
+                                                           a.runs, 5 if clothing else 1, model)
+    with open(path, "w") as f:
+        json.dump({"accuracy": {model: {name: {m: [{k: r[k] for k in ("seed", "test", "train_s_per_epoch")} for r in rs]
+                                               for m, rs in res.items()} for name, res in by_data.items()}
+                                for model, by_data in acc.items()}}, f, indent=1)
+    lines = ["## Sampled-subgraph training against exact training", "", HEADER, "",
              "### Accuracy at the same epochs", "",
              "`python benchmarks/sampled_training.py --datasets ml100k_mm,synthetic-clothing` ([10, 10] neighbours, "
              "2,048 pairs per batch, no early stop; test metrics of the best-valid epoch; ml100k_mm 30 epochs "
              "evaluated every epoch, synthetic-clothing 10 epochs evaluated every 5).", "",
-             "| data | training | seeds | test recall@20 | test ndcg@20 |", "|---|---|---|---|---|",
+             "| model | data | training | seeds | test recall@20 | test ndcg@20 |", "|---|---|---|---|---|---|",
              *accuracy_rows(acc), "", ACCURACY_NOTE, "", "### Cost per epoch by size", "", COST_SOURCE, "",
-             "| scale | train pairs | graph nodes | sampled: subgraph nodes / edges per batch | sampled CPU ms/step | "
-             "sampled CPU s/epoch | growth per 4x | exact CPU ms/step | exact CPU s/epoch | growth per 4x |",
-             "|---|---|---|---|---|---|---|---|---|---|", *cost_rows(a.out), "", COST_NOTE]
+             *cost_table(a.out), "", cost_note(a.out)]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, "sampled_training.md"), "w") as f:
         f.write(text)
