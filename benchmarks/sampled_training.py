@@ -125,8 +125,13 @@ def cost_note(results: str) -> str:
              + ": its subgraph covers "
              + ", ".join(f"{share(g):.0%}" for x in sorted(big) for g in [sub.get((large, x))] if g)
              + f" of the nodes at scales {', '.join(f'{x:g}' for x in sorted(big))}, so its steps are cheap on the small "
-             "graphs and grow until the subgraph is a small part of the graph; from scale 4 to 10 it grows linearly "
-             "(`scale10.md`). ")
+             "graphs and grow until the subgraph is a small part of the graph")
+    ten = os.path.join(results, "scale10_sampled.json")
+    ten_r = [r for r in json.load(open(ten))["records"] if not r.get("error")] if os.path.exists(ten) else []
+    if ten_r:
+        text += (f"; a step costs {ms(big[max(big)]):.0f} CPU ms at scale {max(big):g} and {ms(ten_r[0]):.0f} at 10x "
+                 f"(`scale10.md`; that run shared the machine)")
+    text += ". "
     runs = "; ".join(f"{name}: {', '.join(dict.fromkeys(r.get('label') or 'unlabelled' for r in recs.values()))}"
                      for name, recs in (("exact", exact), (f"{small} pairs", rs), (f"{large} pairs", big)))
     return (text + crossing(results) + f" The accuracy of the {small}-pair setting is measured on ml100k_mm above "

@@ -119,9 +119,9 @@ def summary(results: str) -> str:
         a, b = four["train_cpu_s_per_epoch"], ten[0]["train_cpu_s_per_epoch"]
         note = (f"\n\nSampled LightGCN from scale 4 to 10 ({ten[0]['n_train'] / four['n_train']:.1f}x the training "
                 f"pairs): {a:.0f} to {b:.0f} CPU s/epoch ({b / a:.2f}x), {1000 * a / four['full_steps_per_epoch']:.0f} "
-                f"to {1000 * b / ten[0]['full_steps_per_epoch']:.0f} CPU ms/step: past scale 4 the step's cost stops "
-                f"growing and the epoch grows with its steps (the scale-4 run shared the machine with other jobs, so "
-                f"CPU seconds, not wall seconds, are compared).")
+                f"to {1000 * b / ten[0]['full_steps_per_epoch']:.0f} CPU ms/step: past scale 4 the step's cost "
+                f"nearly stops growing and the epoch grows with its steps (CPU seconds, not wall seconds, are compared: "
+                f"the scale-4 run's label is '{four.get('label') or '-'}', the 10x run's '{ten[0].get('label') or '-'}').")
     head = ("| model | training | kNN index | threads | s/step | s/epoch (p) | CPU s/epoch | steps/epoch | "
             "peak RSS GB | graph build s | kNN recall@10 | label |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     return "\n".join([head, *rows]) + note
