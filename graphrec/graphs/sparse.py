@@ -69,6 +69,7 @@ class SparseGraph:
     adj: torch.Tensor
     meta: dict = field(default_factory=dict)
     _t: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+    _deg: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
     # scratch tables that products over this graph reuse from step to step (see scratch_table)
     _scratch: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -115,12 +116,14 @@ class SparseGraph:
         return SparseGraph(self.adj.to(device), dict(self.meta))
 
     def degree(self, weighted: bool = False) -> torch.Tensor:
-        """Out-degree per row: number of stored entries, or the row sum of values if ``weighted``."""
+        """Out-degree per row: number of stored entries (computed once and kept: sampled steps read
+        it every step), or the row sum of values if ``weighted``."""
         if weighted:
             rows = csr_rows(self.adj)
             return torch.zeros(self.shape[0], device=self.device).index_add_(0, rows, self.adj.values())
-        crow = self.adj.crow_indices()
-        return crow[1:] - crow[:-1]
+        if self._deg is None or self._deg.device != self.adj.device:
+            self._deg = self.adj.crow_indices().diff()
+        return self._deg
 
     def transpose_csr(self) -> torch.Tensor:
         """``A^T`` as CSR, computed once and kept (``A`` itself when ``meta["symmetric"]``)."""

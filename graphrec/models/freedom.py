@@ -114,7 +114,6 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
     def _sampled_forward(self, batch: Dict[str, torch.Tensor]) -> Reps:
         if not self._on_subgraphs:
             self._on_subgraphs = True
-            self._deg = self.full_graph.adj.crow_indices().diff()
             if self.pruner is not None:
                 log.info("freedom: training on sampled subgraphs, which replace the degree-sensitive pruning "
                          "(dropout=%g is not applied)", self.dropout)
@@ -124,7 +123,7 @@ class FREEDOM(FrozenItemGraphSpecs, Recommender):
             return torch.cat([F.embedding(ids[:n_sub], self.user_emb, sparse=True),
                               F.embedding(ids[n_sub:] - self.n_users, self.item_emb, sparse=True)])
 
-        r = subgraph_readout(read, self._deg, batch, self.n_users, self.ui.num_layers, "mean")
+        r = subgraph_readout(read, self.full_graph, batch, self.n_users, self.ui.num_layers, "mean")
         scored = torch.unique(torch.cat([batch["pos"], batch["neg"]]))
         h = self.mm.sampled_rows(lambda ids: F.embedding(ids, self.item_emb, sparse=True), scored)
         item = r["out_item"].index_select(0, torch.searchsorted(r["items"], scored)) + h

@@ -69,18 +69,12 @@ class LightGCN(Recommender):
         user0, item0 = torch.split(layer0, [users.numel(), items.numel()])
         return Reps(user=user, item=item, user_ids=users, item_ids=items, extras={"user0": user0, "item0": item0})
 
-    def _degrees(self) -> torch.Tensor:
-        """Node degrees of the full graph (the sampled estimate's d), computed once."""
-        if getattr(self, "_deg", None) is None:
-            self._deg = self.graph.adj.crow_indices().diff()
-        return self._deg
-
     def _sampled_forward(self, batch: Dict[str, torch.Tensor],
                          rows: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Reps:
         """``rows``: reads layer-0 rows by table index (sharded tables, `graphrec.train.sharding`);
         default: this table, with sparse gradients (the step touches these rows only)."""
         read = rows or (lambda ids: F.embedding(ids, self.embedding.weight, sparse=True))
-        r = subgraph_readout(read, self._degrees(), batch, self.n_users, self.prop.num_layers, self.prop.readout)
+        r = subgraph_readout(read, self.graph, batch, self.n_users, self.prop.num_layers, self.prop.readout)
         return Reps(user=r["out_user"], item=r["out_item"], user_ids=r["users"], item_ids=r["items"],
                     extras={"user0": r["x_user"], "item0": r["x_item"]})
 

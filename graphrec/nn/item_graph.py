@@ -58,21 +58,22 @@ class ItemGraphPropagation(nn.Module):
         """``forward(X)[rows]`` with X's rows read by ``read(ids)`` (e.g. an embedding lookup with sparse
         gradients, for sampled-subgraph steps): reads the rows' L-hop neighbourhood in S only, so the
         cost follows the batch (k^L entries per row for a kNN graph), not the catalogue."""
-        if self.s.layout != torch.sparse_csr:
-            self.s = self.s.to_sparse_csr()
-        return self._hops(read, rows, self.num_layers)
+        s = self.s if self.s.layout == torch.sparse_csr else self.s.to_sparse_csr()  # graphs are CSR already
+        return self._hops(s, read, rows, self.num_layers)
 
-    def _hops(self, read: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor, hops: int) -> torch.Tensor:
+    @staticmethod
+    def _hops(s: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor,
+              hops: int) -> torch.Tensor:
         if hops == 0:
             return read(rows)
         from graphrec.nn.batch_propagation import row_positions
-        pos, crow = row_positions(self.s.crow_indices(), rows)
-        cols, w = self.s.col_indices().index_select(0, pos), self.s.values().index_select(0, pos)
+        pos, crow = row_positions(s.crow_indices(), rows)
+        cols, w = s.col_indices().index_select(0, pos), s.values().index_select(0, pos)
         if hops == 1:
             h = read(cols)
         else:  # the inner hops over the distinct neighbours, once each
             inner, inv = torch.unique(cols, return_inverse=True)
-            h = self._hops(read, inner, hops - 1).index_select(0, inv)
+            h = ItemGraphPropagation._hops(s, read, inner, hops - 1).index_select(0, inv)
         seg = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), crow.diff(),
                                       output_size=cols.numel())
         return h.new_zeros(rows.numel(), h.shape[1]).index_add_(0, seg, h * w.to(h.dtype).unsqueeze(1))

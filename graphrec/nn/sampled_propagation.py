@@ -5,6 +5,7 @@ from typing import Callable, Dict
 
 import torch
 
+from graphrec.graphs.sparse import SparseGraph
 from graphrec.nn.propagation import readout_weight
 
 
@@ -43,17 +44,17 @@ def sampled_lightgcn(x_user: torch.Tensor, x_item: torch.Tensor, deg_user: torch
     return out_u * w, out_i * w
 
 
-def subgraph_readout(read: Callable[[torch.Tensor], torch.Tensor], deg: torch.Tensor, batch: Dict[str, torch.Tensor],
+def subgraph_readout(read: Callable[[torch.Tensor], torch.Tensor], graph: SparseGraph, batch: Dict[str, torch.Tensor],
                      n_users: int, num_layers: int, readout: str = "mean") -> Dict[str, torch.Tensor]:
     """:func:`sampled_lightgcn` over a sampled batch's subgraph (`graphrec.train.link_neighbor`)
     with layer-0 rows read by ``read(table ids)`` (users 0..n_users-1, then items; e.g. an embedding
-    lookup with sparse gradients) and ``deg`` the full graph's degrees by table id. Returns
+    lookup with sparse gradients) and d the degrees of the full bipartite ``graph``. Returns
     ``users``/``items`` (the subgraph's ids, sorted, as `graphrec.models.base.rows_of` reads them)
     with their readouts ``out_user``/``out_item`` and layer-0 rows ``x_user``/``x_item``."""
     users, items = batch["sub_users"], batch["sub_items"]
     ids = torch.cat([users, n_users + items])
     x_u, x_i = torch.split(read(ids), [users.numel(), items.numel()])
-    d = deg.index_select(0, ids)
+    d = graph.degree().index_select(0, ids)
     out_u, out_i = sampled_lightgcn(x_u, x_i, d[:users.numel()], d[users.numel():], batch["sub_ui"],
                                     batch["sub_iu"], num_layers, readout)
     ou, oi = torch.argsort(users), torch.argsort(items)
