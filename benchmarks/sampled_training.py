@@ -16,6 +16,8 @@ import shutil
 import statistics
 import sys
 
+from scale_out import GROWTH_BATCHES, growth_path, sampled  # benchmarks/ is the script's folder, first on sys.path
+
 ML100K = "/work/shared/data/mmrec_format/ml100k_mm"
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: training settings compared: "sampled" is the accuracy comparison's; "small batches" the growth
@@ -33,8 +35,7 @@ def accuracy(dataset: str, seeds: list[int], epochs: int, runs: str, eval_every:
     out: dict = {m: [] for m in modes}
     for mode in out:
         for s in seeds:
-            d = os.path.join(runs, dataset.replace(":", "_").replace("/", "_"), *([] if model == "lightgcn" else [model]),
-                             SLUGS.get(mode, mode), f"seed{s}")
+            d = os.path.join(runs, dataset.replace(":", "_").replace("/", "_"), model, SLUGS.get(mode, mode), f"seed{s}")
             if os.path.exists(os.path.join(d, "result.json")):
                 out[mode].append(read_result(d))
                 continue
@@ -83,17 +84,12 @@ COST_SOURCE = ("`python benchmarks/scale_out.py --only growth` (`graphrec bench 
                "(median of 10 batches; share = subgraph nodes / graph nodes).")
 
 
-def cost_note(results: str) -> str:
-    """What the cost table says, its figures read from the same records."""
-    from scale_out import GROWTH_BATCHES, growth_path
-    exact = _records(os.path.join(results, "scale_exact_growth.json"))
-    sub = {(r["batch_size"], r["scale"]): r
-           for r in json.load(open(os.path.join(results, "scale_sampled_subgraphs.json")))["records"]}
-    small, large = min(GROWTH_BATCHES), max(GROWTH_BATCHES)
-    rs, big = _records(growth_path(results, small)), _records(growth_path(results, large))
-
-    def ms(r):
-        return 1000 * r["train_cpu_s_per_epoch"] / r["full_steps_per_epoch"]
+def cost_note(c: dict) -> str:
+    """What the cost table says, its figures read from the same records (`load_costs`)."""
+    exact, sub = c["exact"], c["sub"]
+    small, large = min(c["sampled"]), max(c["sampled"])
+    rs, big = c["sampled"][small], c["sampled"][large]
+    ms = step_ms
 
     def share(g):
         return g["sub_nodes"] / (g["n_users"] + g["n_items"])
@@ -126,31 +122,26 @@ def cost_note(results: str) -> str:
              + ", ".join(f"{share(g):.0%}" for x in sorted(big) for g in [sub.get((large, x))] if g)
              + f" of the nodes at scales {', '.join(f'{x:g}' for x in sorted(big))}, so its steps are cheap on the small "
              "graphs and grow until the subgraph is a small part of the graph")
-    ten = os.path.join(results, "scale10_sampled.json")
-    ten_r = [r for r in json.load(open(ten))["records"] if not r.get("error")] if os.path.exists(ten) else []
-    if ten_r:
-        text += (f"; a step costs {ms(big[max(big)]):.0f} CPU ms at scale {max(big):g} and {ms(ten_r[0]):.0f} at 10x "
+    ten = [r for r in c["ten"] if sampled(r)]
+    if ten:
+        text += (f"; a step costs {ms(big[max(big)]):.0f} CPU ms at scale {max(big):g} and {ms(ten[0]):.0f} at 10x "
                  f"(`scale10.md`; that run shared the machine)")
     text += ". "
     runs = "; ".join(f"{name}: {', '.join(dict.fromkeys(r.get('label') or 'unlabelled' for r in recs.values()))}"
                      for name, recs in (("exact", exact), (f"{small} pairs", rs), (f"{large} pairs", big)))
-    return (text + crossing(results) + f" The accuracy of the {small}-pair setting is measured on ml100k_mm above "
+    return (text + crossing(c) + f" The accuracy of the {small}-pair setting is measured on ml100k_mm above "
             f"(LightGCN). Runs: {runs}.")
 
 
-def crossing(results: str) -> str:
+def crossing(c: dict) -> str:
     """Sampled against exact CPU seconds per epoch at the largest growth scale and at 10x."""
-    from scale_out import GROWTH_BATCHES, growth_path, sampled
-    exact = _records(os.path.join(results, "scale_exact_growth.json"))
+    exact = c["exact"]
     top = max(exact)
-    parts = [f"{b} pairs {_records(growth_path(results, b))[top]['train_cpu_s_per_epoch']:.0f}"
-             for b in GROWTH_BATCHES if top in _records(growth_path(results, b))]
+    parts = [f"{b} pairs {recs[top]['train_cpu_s_per_epoch']:.0f}" for b, recs in c["sampled"].items() if top in recs]
     out = (f"At scale {top:g} an epoch costs {exact[top]['train_cpu_s_per_epoch']:.0f} CPU s exact and "
            f"{', '.join(parts)} sampled")
-    ten = [r for f in ("scale10_exact.json", "scale10_sampled.json") if os.path.exists(os.path.join(results, f))
-           for r in json.load(open(os.path.join(results, f)))["records"] if r["model"] == "lightgcn" and not r.get("error")]
-    ex10 = [r for r in ten if not sampled(r)]
-    sa10 = [r for r in ten if sampled(r)]
+    ex10 = [r for r in c["ten"] if not sampled(r)]
+    sa10 = [r for r in c["ten"] if sampled(r)]
     if ex10 and sa10:
         out += (f"; at 10x, {ex10[0]['train_cpu_s_per_epoch']:.0f} exact and {sa10[0]['train_cpu_s_per_epoch']:.0f} "
                 f"sampled ({sa10[0]['batch_size']} pairs)")
@@ -169,6 +160,24 @@ def _records(path: str) -> dict:
     return {r["scale"]: r for r in json.load(open(path))["records"]}
 
 
+def load_costs(results: str) -> dict:
+    """The cost runs, read once: ``exact`` and ``sampled`` ({batch: ...}) growth records by scale,
+    ``sub`` subgraph sizes by (batch, scale), ``ten`` LightGCN's 10x records (exact and sampled)."""
+    ten = [r for f in ("scale10_exact.json", "scale10_sampled.json") if os.path.exists(os.path.join(results, f))
+           for r in json.load(open(os.path.join(results, f)))["records"] if r["model"] == "lightgcn" and not r.get("error")]
+    return {"exact": _records(os.path.join(results, "scale_exact_growth.json")),
+            "sampled": {b: _records(growth_path(results, b)) for b in GROWTH_BATCHES
+                        if os.path.exists(growth_path(results, b))},
+            "sub": {(r["batch_size"], r["scale"]): r
+                    for r in json.load(open(os.path.join(results, "scale_sampled_subgraphs.json")))["records"]},
+            "ten": ten}
+
+
+def step_ms(r: dict) -> float:
+    """CPU milliseconds per training step of a bench record."""
+    return 1000 * r["train_cpu_s_per_epoch"] / r["full_steps_per_epoch"]
+
+
 def per4(a: dict, b: dict) -> float:
     """Growth of the CPU seconds per epoch from record ``a`` to ``b``, per 4x the training pairs."""
     f = b["train_cpu_s_per_epoch"] / a["train_cpu_s_per_epoch"]
@@ -183,15 +192,11 @@ def slope(recs: dict) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
-def cost_table(results: str) -> list[str]:
+def cost_table(c: dict) -> list[str]:
     """One row per scale from `benchmarks/scale_out.py`'s growth runs (exact, and sampled at each of
-    its batch sizes) and the subgraph sizes of `benchmarks/subgraph_sizes.py` for the same batches;
-    growth against the series' previous scale, as a factor per 4x the training pairs."""
-    from scale_out import GROWTH_BATCHES, growth_path
-    series = {"exact": _records(os.path.join(results, "scale_exact_growth.json"))}
-    series.update({b: _records(growth_path(results, b)) for b in GROWTH_BATCHES if os.path.exists(growth_path(results, b))})
-    sub = {(r["batch_size"], r["scale"]): r
-           for r in json.load(open(os.path.join(results, "scale_sampled_subgraphs.json")))["records"]}
+    its batch sizes) and the subgraph sizes of `benchmarks/subgraph_sizes.py` for the same batches
+    (`load_costs`); growth against the series' previous scale, as a factor per 4x the training pairs."""
+    series, sub = {"exact": c["exact"], **c["sampled"]}, c["sub"]
     head = "| scale | train pairs | graph nodes |"
     for name in series:
         head += (" exact: CPU ms/step | CPU s/epoch | growth per 4x |" if name == "exact" else
@@ -211,7 +216,7 @@ def cost_table(results: str) -> list[str]:
             if r is None:
                 cells += ["-"] * 3
                 continue
-            cells += [f"{1000 * r['train_cpu_s_per_epoch'] / r['full_steps_per_epoch']:.1f}",
+            cells += [f"{step_ms(r):.1f}",
                       f"{r['train_cpu_s_per_epoch']:.1f}", f"{per4(recs[prev[-1]], r):.2f}x" if prev else "-"]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -247,6 +252,7 @@ def main() -> int:
         json.dump({"accuracy": {model: {name: {m: [{k: r[k] for k in ("seed", "test", "train_s_per_epoch")} for r in rs]
                                                for m, rs in res.items()} for name, res in by_data.items()}
                                 for model, by_data in acc.items()}}, f, indent=1)
+    costs = load_costs(a.out)
     lines = ["## Sampled-subgraph training against exact training", "", HEADER, "",
              "### Accuracy at the same epochs", "",
              "`python benchmarks/sampled_training.py --datasets ml100k_mm,synthetic-clothing` (sampled: [10, 10] neighbours, "
@@ -256,7 +262,7 @@ def main() -> int:
              "every 5).", "",
              "| model | data | training | seeds | test recall@20 | test ndcg@20 |", "|---|---|---|---|---|---|",
              *accuracy_rows(acc), "", accuracy_note(acc), "", "### Cost per epoch by size", "", COST_SOURCE, "",
-             *cost_table(a.out), "", cost_note(a.out)]
+             *cost_table(costs), "", cost_note(costs)]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, "sampled_training.md"), "w") as f:
         f.write(text)

@@ -42,7 +42,7 @@ def test_cost_table_has_a_row_per_scale_and_a_column_group_per_series(st, tmp_pa
     write("scale_sampled_growth_b64.json", [_rec(sc, 10.0 * sc, int(40 * sc)) for sc in (0.25, 0.5, 1.0)])
     write("scale_sampled_growth_b512.json", [_rec(sc, 20.0 * sc ** 1.5, int(5 * sc) or 1, 512) for sc in (0.25, 1.0)])
     write("scale_sampled_subgraphs.json", [{"batch_size": 64, "scale": 0.25, "sub_nodes": 5.0}])
-    rows = st.cost_table(str(tmp_path))
+    rows = st.cost_table(st.load_costs(str(tmp_path)))
     assert len(rows) == 2 + 3 and all(r.count("|") == rows[0].count("|") for r in rows)
     cells = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in rows[2:]}
     # by scale: pairs, nodes | exact ms, s, growth | 64: subgraph, ms, s, growth | 512: subgraph, ms, s, growth
